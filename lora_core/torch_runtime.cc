@@ -2,14 +2,17 @@
 
 #include <dlfcn.h>
 
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 #include <torch/version.h>
 
 #include <algorithm>
+#include <chrono>
 #include <fstream>
 #include <mutex>
 #include <sstream>
+#include <vector>
 
 namespace lora::core {
 namespace {
@@ -112,6 +115,27 @@ BlasInfo DescribeLoadedBlas() {
     }
   }
   return info;
+}
+
+double MeasureMatmulFlops(int64_t m, int64_t k, int64_t n, bool bfloat16,
+                          int repetitions) {
+  TORCH_CHECK(m > 0 && k > 0 && n > 0 && repetitions > 0,
+              "sizes and repetitions must be positive");
+  const at::ScalarType dtype = bfloat16 ? at::kBFloat16 : at::kFloat;
+  at::Tensor a = at::randn({m, k}).to(dtype);
+  at::Tensor b = at::randn({k, n}).to(dtype);
+  at::Tensor out = at::mm(a, b);  // Warm-up: thread pools, oneDNN kernels.
+  std::vector<double> rates;
+  for (int i = 0; i < repetitions; ++i) {
+    auto start = std::chrono::steady_clock::now();
+    at::mm_out(out, a, b);
+    std::chrono::duration<double> elapsed =
+        std::chrono::steady_clock::now() - start;
+    rates.push_back(2.0 * m * k * n / std::max(elapsed.count(), 1e-9));
+  }
+  std::nth_element(rates.begin(), rates.begin() + rates.size() / 2,
+                   rates.end());
+  return rates[rates.size() / 2];
 }
 
 }  // namespace lora::core

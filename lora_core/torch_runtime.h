@@ -8,6 +8,7 @@
 #ifndef LORA_SWEEP_LORA_CORE_TORCH_RUNTIME_H_
 #define LORA_SWEEP_LORA_CORE_TORCH_RUNTIME_H_
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,13 @@ struct BlasInfo {
 
 // Inspects the running process. Linux only; reads /proc/self/maps.
 BlasInfo DescribeLoadedBlas();
+
+// Median FLOP/s of `repetitions` timed (m x k) * (k x n) matrix products on
+// the CPU with the current thread count, after one untimed warm-up; with
+// `bfloat16` the operands are bfloat16 (oneDNN), else float32 (BLAS). A
+// product counts 2*m*k*n FLOPs. Requires positive sizes and repetitions.
+double MeasureMatmulFlops(int64_t m, int64_t k, int64_t n, bool bfloat16,
+                          int repetitions);
 
 }  // namespace lora::core
 

@@ -85,6 +85,14 @@ TEST(TorchRuntimeTest, OpenBlasServesFloatGemm) {
   }
 }
 
+TEST(TorchRuntimeTest, MeasuresPositiveMatmulRates) {
+  SetTorchThreads(2);
+  EXPECT_GT(MeasureMatmulFlops(64, 32, 16, /*bfloat16=*/false, 3), 0.0);
+  EXPECT_GT(MeasureMatmulFlops(64, 32, 16, /*bfloat16=*/true, 3), 0.0);
+  EXPECT_THROW(MeasureMatmulFlops(0, 32, 16, false, 3), c10::Error);
+  EXPECT_THROW(MeasureMatmulFlops(64, 32, 16, false, 0), c10::Error);
+}
+
 TEST(TorchRuntimeTest, BlasKindNamesAreReadable) {
   EXPECT_EQ(BlasKindName(BlasKind::kOpenBlas), "OpenBLAS");
   EXPECT_EQ(BlasKindName(BlasKind::kReference), "reference BLAS");
