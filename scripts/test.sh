@@ -18,33 +18,5 @@ trap 'rm -f "$log"' EXIT
 bazel test //... --keep_going --cache_test_results=no "$@" 2>&1 | tee "$log"
 bazel_status=${PIPESTATUS[0]}
 
-# attribute NAME XML_FILE: NAME="N" of the first <testsuites> or <testsuite>
-# element that has it (GoogleTest totals on the root; Bazel's own XML for
-# shell tests only on the <testsuite>).
-attribute() {
-  grep -o -E "<testsuites? [^>]*" "$2" 2>/dev/null | grep -o -m1 "$1=\"[0-9]*\"" |
-    head -1 | tr -dc '0-9'
-}
-
-passed=0
-failed=0
-while read -r target status; do
-  xml="bazel-testlogs/${target#//}"
-  xml="${xml/://}/test.xml"
-  tests=$(attribute tests "$xml")
-  failures=$(( $(attribute failures "$xml" || true) + $(attribute errors "$xml" || true) + 0 ))
-  disabled=$(( $(attribute disabled "$xml" || true) + 0 ))
-  tests=${tests:-0}
-  if [ "$status" != PASSED ] && [ "$failures" -eq 0 ]; then
-    failures=1  # Crashed, timed out or did not build: no case told us why.
-  fi
-  passed=$(( passed + (tests > failures + disabled ? tests - failures - disabled : 0) ))
-  failed=$(( failed + failures ))
-done < <(sed -nE 's#^(//[^ ]+) +(PASSED|FAILED|TIMEOUT|FLAKY|NO STATUS|INCOMPLETE|FAILED TO BUILD).*#\1 \2#p' "$log" |
-  sed -E 's/ (NO STATUS|FAILED TO BUILD)$/ FAILED/')
-
-if [ "$bazel_status" -ne 0 ] && [ "$failed" -eq 0 ]; then
-  failed=1  # Bazel itself failed (analysis error, no tests found, ...).
-fi
-echo "$passed passed, $failed failed"
+scripts/count_test_results.sh "$log" bazel-testlogs "$bazel_status"
 exit "$bazel_status"
