@@ -14,10 +14,10 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
-#define LORA_RETURN_IF_ERROR(expr)                     \
-  do {                                                 \
-    const ::absl::Status lora_status_ = (expr);        \
-    if (!lora_status_.ok()) return lora_status_;       \
+#define LORA_RETURN_IF_ERROR(expr)               \
+  do {                                           \
+    const ::absl::Status lora_status_ = (expr);  \
+    if (!lora_status_.ok()) return lora_status_; \
   } while (false)
 
 #define LORA_STATUS_MACROS_CONCAT_INNER_(x, y) x##y
@@ -27,8 +27,8 @@
   LORA_ASSIGN_OR_RETURN_IMPL_(            \
       LORA_STATUS_MACROS_CONCAT_(lora_statusor_, __LINE__), lhs, rexpr)
 
-#define LORA_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr) \
-  auto statusor = (rexpr);                                \
+#define LORA_ASSIGN_OR_RETURN_IMPL_(statusor, lhs, rexpr)  \
+  auto statusor = (rexpr);                                 \
   if (!statusor.ok()) return std::move(statusor).status(); \
   lhs = *std::move(statusor)
 

@@ -32,19 +32,17 @@ int main(int argc, char** argv) {
   }
   namespace core = lora::core;
   core::SetTorchThreads(threads);
-  const double fp32 =
-      core::MeasureMatmulFlops(size, size, size, /*bfloat16=*/false,
-                               repetitions);
-  const double bf16 =
-      core::MeasureMatmulFlops(size, size, size, /*bfloat16=*/true,
-                               repetitions);
+  const double fp32 = core::MeasureMatmulFlops(size, size, size,
+                                               /*bfloat16=*/false, repetitions);
+  const double bf16 = core::MeasureMatmulFlops(size, size, size,
+                                               /*bfloat16=*/true, repetitions);
   const core::BlasInfo blas = core::DescribeLoadedBlas();
   std::printf("libtorch        %s\n", core::LibtorchVersion().c_str());
   std::printf("threads         %d\n", core::TorchThreads());
-  std::printf("blas            %s (sgemm_ from %s)\n",
-              core::BlasKindName(blas.kind).c_str(),
-              blas.sgemm_provider.empty() ? "nowhere"
-                                          : blas.sgemm_provider.c_str());
+  std::printf(
+      "blas            %s (sgemm_ from %s)\n",
+      core::BlasKindName(blas.kind).c_str(),
+      blas.sgemm_provider.empty() ? "nowhere" : blas.sgemm_provider.c_str());
   std::printf("float32 matmul  %.1f GFLOP/s (%dx%dx%d, median of %d)\n",
               fp32 / 1e9, size, size, size, repetitions);
   std::printf("bfloat16 matmul %.1f GFLOP/s (%dx%dx%d, median of %d)\n",

@@ -41,8 +41,8 @@ TEST(TorchRuntimeTest, ForwardAndBackwardGiveAnalyticGradients) {
   at::Tensor expected_weight_grad = 2 * y.t().matmul(input);
   at::Tensor expected_bias_grad = 2 * y.sum(0);
   ASSERT_TRUE(linear->weight.grad().defined());
-  EXPECT_TRUE(at::allclose(linear->weight.grad(), expected_weight_grad, 1e-4,
-                           1e-4));
+  EXPECT_TRUE(
+      at::allclose(linear->weight.grad(), expected_weight_grad, 1e-4, 1e-4));
   EXPECT_TRUE(
       at::allclose(linear->bias.grad(), expected_bias_grad, 1e-4, 1e-4));
 }

@@ -8,8 +8,8 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 
-#include "gtest/gtest.h"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "gtest/gtest.h"
 #include "lora/v1/sweep_service.grpc.pb.h"
 #include "lora/v1/worker_service.grpc.pb.h"
 
@@ -68,7 +68,8 @@ TEST_F(ApiServerTest, AnswersStandardHealthCheckForServer) {
 }
 
 TEST_F(ApiServerTest, AnswersHealthCheckPerService) {
-  for (const char* service : {"lora.v1.SweepService", "lora.v1.WorkerService"}) {
+  for (const char* service :
+       {"lora.v1.SweepService", "lora.v1.WorkerService"}) {
     HealthCheckResponse reply;
     grpc::Status status = Check(service, &reply);
     ASSERT_TRUE(status.ok()) << service << ": " << status.error_message();
@@ -77,8 +78,8 @@ TEST_F(ApiServerTest, AnswersHealthCheckPerService) {
 }
 
 TEST_F(ApiServerTest, ReportsNotServingAfterStatusChange) {
-  server_->GetHealthCheckService()->SetServingStatus(
-      "lora.v1.WorkerService", false);
+  server_->GetHealthCheckService()->SetServingStatus("lora.v1.WorkerService",
+                                                     false);
   HealthCheckResponse reply;
   ASSERT_TRUE(Check("lora.v1.WorkerService", &reply).ok());
   EXPECT_EQ(reply.status(), HealthCheckResponse::NOT_SERVING);
@@ -113,8 +114,7 @@ TEST_F(ApiServerTest, GeneratedStubsReachTheRegisteredServices) {
 TEST(ApiContractTest, ServiceNamesAreStable) {
   // Other tooling codes against these names; renaming breaks it.
   EXPECT_STREQ(v1::SweepService::service_full_name(), "lora.v1.SweepService");
-  EXPECT_STREQ(v1::WorkerService::service_full_name(),
-               "lora.v1.WorkerService");
+  EXPECT_STREQ(v1::WorkerService::service_full_name(), "lora.v1.WorkerService");
   EXPECT_STREQ(Health::service_full_name(), "grpc.health.v1.Health");
 }
 
