@@ -131,8 +131,7 @@ bool HeadFitsArchitecture(HeadKind head, Architecture architecture) {
   }
 }
 
-std::string BackbonePrefix(Architecture architecture, HeadKind head) {
-  if (head == HeadKind::kNone) return "";
+std::string BackbonePrefix(Architecture architecture) {
   return architecture == Architecture::kGpt2 ? "transformer." : "roberta.";
 }
 
@@ -140,7 +139,7 @@ std::vector<LinearLayer> LinearLayersOf(const ModelConfig& config,
                                         HeadKind head, int64_t num_labels) {
   const int64_t h = config.hidden_size;
   const int64_t i = config.intermediate_size;
-  const std::string prefix = BackbonePrefix(config.architecture, head);
+  const std::string prefix = BackbonePrefix(config.architecture);
   std::vector<LinearLayer> layers;
   auto add = [&layers](std::string path, int64_t in, int64_t out,
                        bool fan_in_fan_out, bool in_head, int segments) {

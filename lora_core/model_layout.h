@@ -18,7 +18,7 @@
 namespace lora::core {
 
 enum class HeadKind {
-  // Bare RobertaModel (with pooler) or GPT2Model; no prefix on keys.
+  // Bare RobertaModel (with pooler) or GPT2Model: outputs hidden states.
   kNone,
   // The seed's head: one linear layer on the pooled output ("classifier",
   // H*L + L parameters: 1,538 for roberta-base with 2 labels). The pooler is
@@ -42,9 +42,10 @@ absl::StatusOr<HeadKind> ParseHeadKind(absl::string_view name);
 // Whether `head` can sit on `architecture` (e.g. "lm" needs GPT-2).
 bool HeadFitsArchitecture(HeadKind head, Architecture architecture);
 
-// The key prefix of the backbone for a head: "roberta." for RoBERTa task
-// heads, "transformer." for the GPT-2 LM head, "" for kNone.
-std::string BackbonePrefix(Architecture architecture, HeadKind head);
+// The key prefix of the backbone: "roberta." or "transformer.", as in
+// Hugging Face's task models. Checkpoints of bare models (keys without the
+// prefix) load too; see hf_checkpoint.h.
+std::string BackbonePrefix(Architecture architecture);
 
 // What the optimizer updates.
 enum class TrainableSet {
