@@ -64,6 +64,12 @@ struct LoraSpec {
   // MergedLinear, as in the LoRA paper), while "c_attn" adapts the whole
   // fused projection (PEFT's default).
   std::vector<std::string> target_modules;
+  // Scaling numerator: the update is scaled by alpha / rank (alpha /
+  // sqrt(rank) with use_rslora). Does not change parameter counts.
+  double alpha = 8.0;
+  // Dropout on the LoRA path.
+  double dropout = 0.0;
+  bool use_rslora = false;
 };
 
 struct ModelSpec {

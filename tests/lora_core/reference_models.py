@@ -379,7 +379,7 @@ def layer_norm(x, weight, bias, eps):
 
 def gelu_exact(x):
     """Exact GELU: x * Phi(x) = 0.5 x (1 + erf(x / sqrt(2)))."""
-    return 0.5 * x * (1.0 + torch.erf(x / math.sqrt(2.0)))
+    return x * 0.5 * (1.0 + torch.erf(x * (1.0 / math.sqrt(2.0))))
 
 
 def gelu_new(x):

@@ -1,0 +1,160 @@
+#include "lora_core/roberta.h"
+
+namespace lora::core {
+namespace {
+
+// An empty module that only gives its children a name prefix
+// ("attention", "encoder", ...), so parameter names equal HF's keys.
+std::shared_ptr<torch::nn::Module> Scope(torch::nn::Module& parent,
+                                         const std::string& name) {
+  return parent.register_module(name, std::make_shared<torch::nn::Module>());
+}
+
+torch::nn::LayerNorm MakeLayerNorm(const ModelConfig& config) {
+  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.hidden_size})
+                                  .eps(config.layer_norm_eps));
+}
+
+torch::nn::Dropout MakeDropout(double p) {
+  return torch::nn::Dropout(torch::nn::DropoutOptions(p));
+}
+
+}  // namespace
+
+at::Tensor RobertaPositionIds(const at::Tensor& input_ids,
+                              int64_t pad_token_id) {
+  at::Tensor real = input_ids.ne(pad_token_id).to(at::kLong);
+  return at::cumsum(real, 1) * real + pad_token_id;
+}
+
+RobertaLayerImpl::RobertaLayerImpl(const ModelConfig& config)
+    : heads_(config.num_attention_heads), activation_(config.hidden_act) {
+  const int64_t h = config.hidden_size, i = config.intermediate_size;
+  auto attention = Scope(*this, "attention");
+  auto self = Scope(*attention, "self");
+  query = self->register_module("query", LoraLinear(h, h));
+  key = self->register_module("key", LoraLinear(h, h));
+  value = self->register_module("value", LoraLinear(h, h));
+  attention_dropout_ = self->register_module(
+      "dropout", MakeDropout(config.attention_probs_dropout_prob));
+  auto attention_output = Scope(*attention, "output");
+  attention_output_dense =
+      attention_output->register_module("dense", LoraLinear(h, h));
+  attention_output_norm =
+      attention_output->register_module("LayerNorm", MakeLayerNorm(config));
+  hidden_dropout_ = attention_output->register_module(
+      "dropout", MakeDropout(config.hidden_dropout_prob));
+  auto intermediate = Scope(*this, "intermediate");
+  intermediate_dense = intermediate->register_module("dense", LoraLinear(h, i));
+  auto output = Scope(*this, "output");
+  output_dense = output->register_module("dense", LoraLinear(i, h));
+  output_norm = output->register_module("LayerNorm", MakeLayerNorm(config));
+}
+
+at::Tensor RobertaLayerImpl::forward(const at::Tensor& hidden,
+                                     const at::Tensor& mask) {
+  at::Tensor context = MultiHeadAttention(
+      query->forward(hidden), key->forward(hidden), value->forward(hidden),
+      heads_, mask, attention_dropout_);
+  at::Tensor attended = attention_output_norm->forward(
+      hidden_dropout_->forward(attention_output_dense->forward(context)) +
+      hidden);
+  at::Tensor inner =
+      Activation(intermediate_dense->forward(attended), activation_);
+  return output_norm->forward(
+      hidden_dropout_->forward(output_dense->forward(inner)) + attended);
+}
+
+RobertaModelImpl::RobertaModelImpl(const ModelConfig& config,
+                                   bool add_pooling_layer)
+    : config_(config) {
+  TORCH_CHECK(config.architecture == Architecture::kRoberta,
+              "RobertaModel needs a roberta config, got ",
+              ArchitectureName(config.architecture));
+  const int64_t h = config.hidden_size;
+  auto embeddings = Scope(*this, "embeddings");
+  word_embeddings = embeddings->register_module(
+      "word_embeddings",
+      torch::nn::Embedding(torch::nn::EmbeddingOptions(config.vocab_size, h)
+                               .padding_idx(config.pad_token_id)));
+  position_embeddings = embeddings->register_module(
+      "position_embeddings",
+      torch::nn::Embedding(
+          torch::nn::EmbeddingOptions(config.max_position_embeddings, h)
+              .padding_idx(config.pad_token_id)));
+  token_type_embeddings = embeddings->register_module(
+      "token_type_embeddings", torch::nn::Embedding(torch::nn::EmbeddingOptions(
+                                   config.type_vocab_size, h)));
+  embeddings_norm =
+      embeddings->register_module("LayerNorm", MakeLayerNorm(config));
+  embedding_dropout_ = embeddings->register_module(
+      "dropout", MakeDropout(config.embedding_dropout_prob));
+  auto encoder = Scope(*this, "encoder");
+  layers = encoder->register_module("layer", torch::nn::ModuleList());
+  for (int64_t n = 0; n < config.num_hidden_layers; ++n) {
+    layers->push_back(RobertaLayer(config));
+  }
+  if (add_pooling_layer) {
+    auto pooler = Scope(*this, "pooler");
+    pooler_dense = pooler->register_module("dense", LoraLinear(h, h));
+  }
+  init_weights();
+}
+
+void RobertaModelImpl::init_weights() {
+  InitTransformerWeights(*this, config_.initializer_range);
+}
+
+at::Tensor RobertaModelImpl::forward(const at::Tensor& input_ids,
+                                     const at::Tensor& attention_mask) {
+  at::Tensor positions = RobertaPositionIds(input_ids, config_.pad_token_id);
+  at::Tensor hidden = word_embeddings->forward(input_ids) +
+                      position_embeddings->forward(positions) +
+                      token_type_embeddings->forward(at::zeros_like(input_ids));
+  hidden = embedding_dropout_->forward(embeddings_norm->forward(hidden));
+  const at::Tensor mask = ExtendedAttentionMask(attention_mask);
+  for (const auto& layer : *layers) {
+    hidden = layer->as<RobertaLayerImpl>()->forward(hidden, mask);
+  }
+  return hidden;
+}
+
+at::Tensor RobertaModelImpl::pool(const at::Tensor& last_hidden_state) {
+  TORCH_CHECK(has_pooler(), "this RobertaModel was built without a pooler");
+  return at::tanh(pooler_dense->forward(last_hidden_state.select(1, 0)));
+}
+
+RobertaClassificationHeadImpl::RobertaClassificationHeadImpl(
+    const ModelConfig& config, int64_t num_labels) {
+  dense = register_module("dense",
+                          LoraLinear(config.hidden_size, config.hidden_size));
+  out_proj =
+      register_module("out_proj", LoraLinear(config.hidden_size, num_labels));
+  dropout_ =
+      register_module("dropout", MakeDropout(config.hidden_dropout_prob));
+  InitTransformerWeights(*this, config.initializer_range);
+}
+
+at::Tensor RobertaClassificationHeadImpl::forward(
+    const at::Tensor& last_hidden_state) {
+  at::Tensor x = dropout_->forward(last_hidden_state.select(1, 0));
+  x = dropout_->forward(at::tanh(dense->forward(x)));
+  return out_proj->forward(x);
+}
+
+RobertaLmHeadImpl::RobertaLmHeadImpl(const ModelConfig& config,
+                                     torch::nn::Embedding word_embeddings)
+    : word_embeddings_(std::move(word_embeddings)) {
+  dense = register_module("dense",
+                          LoraLinear(config.hidden_size, config.hidden_size));
+  layer_norm = register_module("layer_norm", MakeLayerNorm(config));
+  bias = register_parameter("bias", at::zeros({config.vocab_size}));
+  InitTransformerWeights(*this, config.initializer_range);
+}
+
+at::Tensor RobertaLmHeadImpl::forward(const at::Tensor& hidden) {
+  at::Tensor x = layer_norm->forward(at::gelu(dense->forward(hidden)));
+  return at::linear(x, word_embeddings_->weight, bias);
+}
+
+}  // namespace lora::core

@@ -1,0 +1,78 @@
+#include "lora_core/transformer_ops.h"
+
+#include <c10/util/Exception.h>
+#include <torch/nn/modules/embedding.h>
+#include <torch/nn/modules/normalization.h>
+
+#include <cmath>
+#include <limits>
+
+#include "lora_core/lora_linear.h"
+
+namespace lora::core {
+
+at::Tensor ExtendedAttentionMask(const at::Tensor& attention_mask) {
+  const float lowest = std::numeric_limits<float>::lowest();
+  at::Tensor keep = attention_mask.to(at::kFloat);
+  return ((1.0f - keep) * lowest).unsqueeze(1).unsqueeze(2);
+}
+
+at::Tensor CausalAttentionMask(int64_t seq_len, const at::TensorOptions& like) {
+  const float lowest = std::numeric_limits<float>::lowest();
+  at::Tensor future =
+      at::ones({seq_len, seq_len}, like.dtype(at::kBool)).triu(1);
+  return at::zeros({seq_len, seq_len}, like.dtype(at::kFloat))
+      .masked_fill(future, lowest)
+      .unsqueeze(0)
+      .unsqueeze(0);
+}
+
+at::Tensor Activation(const at::Tensor& x, const std::string& name) {
+  if (name == "gelu") return at::gelu(x);
+  if (name == "gelu_new") return at::gelu(x, "tanh");
+  TORCH_CHECK(false, "unknown activation \"", name, "\"");
+}
+
+at::Tensor MultiHeadAttention(const at::Tensor& q, const at::Tensor& k,
+                              const at::Tensor& v, int64_t heads,
+                              const at::Tensor& mask,
+                              torch::nn::Dropout& dropout) {
+  const int64_t batch = q.size(0), seq = q.size(1), hidden = q.size(2);
+  const int64_t head_dim = hidden / heads;
+  auto split = [&](const at::Tensor& x) {
+    return x.view({batch, x.size(1), heads, head_dim}).transpose(1, 2);
+  };
+  at::Tensor scores = at::matmul(split(q), split(k).transpose(-1, -2)) /
+                      std::sqrt(static_cast<double>(head_dim));
+  if (mask.defined()) scores = scores + mask;
+  at::Tensor probs = dropout->forward(at::softmax(scores, -1));
+  at::Tensor context = at::matmul(probs.to(v.scalar_type()), split(v));
+  return context.transpose(1, 2).reshape({batch, seq, hidden});
+}
+
+void InitTransformerWeights(torch::nn::Module& module, double std) {
+  torch::NoGradGuard no_grad;
+  // modules(include_self=true) needs the module to be owned by a shared_ptr
+  // already, which it is not while its constructor runs.
+  std::vector<torch::nn::Module*> all = {&module};
+  for (const auto& child : module.modules(/*include_self=*/false)) {
+    all.push_back(child.get());
+  }
+  for (torch::nn::Module* child : all) {
+    if (auto* linear = dynamic_cast<LoraLinearImpl*>(child)) {
+      linear->weight.normal_(0.0, std);
+      if (linear->bias.defined()) linear->bias.zero_();
+    } else if (auto* embedding =
+                   dynamic_cast<torch::nn::EmbeddingImpl*>(child)) {
+      embedding->weight.normal_(0.0, std);
+      if (auto padding = embedding->options.padding_idx()) {
+        embedding->weight[*padding].zero_();
+      }
+    } else if (auto* norm = dynamic_cast<torch::nn::LayerNormImpl*>(child)) {
+      norm->weight.fill_(1.0);
+      norm->bias.zero_();
+    }
+  }
+}
+
+}  // namespace lora::core
