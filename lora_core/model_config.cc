@@ -324,7 +324,9 @@ absl::StatusOr<ModelConfig> LoadModelConfigFromDirectory(
   return config;
 }
 
-std::string ModelConfigToJson(const ModelConfig& config) {
+std::string ModelConfigToJson(const ModelConfig& config,
+                              const std::string& architecture,
+                              int64_t num_labels) {
   Json json;
   if (config.architecture == Architecture::kRoberta) {
     json["model_type"] = "roberta";
@@ -362,6 +364,17 @@ std::string ModelConfigToJson(const ModelConfig& config) {
     json["initializer_range"] = config.initializer_range;
     json["bos_token_id"] = config.bos_token_id;
     json["eos_token_id"] = config.eos_token_id;
+  }
+  if (!architecture.empty()) json["architectures"] = {architecture};
+  if (num_labels > 0) {
+    Json id2label = Json::object(), label2id = Json::object();
+    for (int64_t label = 0; label < num_labels; ++label) {
+      const std::string name = absl::StrCat("LABEL_", label);
+      id2label[std::to_string(label)] = name;
+      label2id[name] = label;
+    }
+    json["id2label"] = id2label;
+    json["label2id"] = label2id;
   }
   if (!config.name.empty()) json["_name_or_path"] = config.name;
   return json.dump(2) + "\n";

@@ -76,8 +76,12 @@ absl::StatusOr<ModelConfig> LoadModelConfigFromDirectory(
     const std::string& directory);
 
 // The config as Hugging Face writes it (model_type, architectures, and the
-// architecture's own key names), pretty-printed.
-std::string ModelConfigToJson(const ModelConfig& config);
+// architecture's own key names), pretty-printed. `architecture` names the
+// task class ("RobertaForSequenceClassification"; default: the bare model)
+// and `num_labels` > 0 adds id2label / label2id.
+std::string ModelConfigToJson(const ModelConfig& config,
+                              const std::string& architecture = "",
+                              int64_t num_labels = 0);
 
 // Built-in configs: "roberta-base", "roberta-large", "gpt2", "gpt2-medium"
 // (Hugging Face's), "roberta-tiny" and "gpt2-tiny" (tests), "roberta-mini" and

@@ -52,6 +52,13 @@ class TaskModel : public torch::nn::Module {
   const ModelConfig& config() const { return config_; }
   const ModelSpec& spec() const { return spec_; }
 
+  // Records LoRA added from outside Create (an applied adapter) so that
+  // spec() describes the model again.
+  void set_lora_spec(const LoraSpec& lora, const std::string& bias) {
+    spec_.lora = lora;
+    spec_.bias = bias;
+  }
+
   // Counts from the registered parameters: names containing "lora_" are
   // LoRA, names under "classifier." or "lm_head." are head, the rest base;
   // trainable = requires_grad.
