@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "base/file_util.h"
+#include "base/sha256.h"
 #include "base/status_macros.h"
 
 namespace lora::core {
@@ -252,6 +253,8 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::LoadGpt2(
   std::unique_ptr<BpeTokenizer> tokenizer(new BpeTokenizer());
   BuildByteMapping(tokenizer->byte_to_symbol_, tokenizer->symbol_to_byte_);
   LORA_ASSIGN_OR_RETURN(Json encoder, ReadJsonObject(encoder_json));
+  LORA_ASSIGN_OR_RETURN(std::string encoder_hash, Sha256FileHex(encoder_json));
+  LORA_ASSIGN_OR_RETURN(std::string merges_hash, Sha256FileHex(vocab_bpe));
   int64_t max_id = -1;
   for (auto it = encoder.begin(); it != encoder.end(); ++it) {
     if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0) {
@@ -274,6 +277,7 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::LoadGpt2(
   }
   tokenizer->mode_ = Mode::kGpt2;
   tokenizer->vocabulary_ = "gpt2";
+  tokenizer->fingerprint_ = encoder_hash + merges_hash;
   tokenizer->vocab_size_ = max_id + 1;
   tokenizer->bos_id_ = tokenizer->eos_id_ = tokenizer->pad_id_ =
       tokenizer->unk_id_ = eos->second;
@@ -294,6 +298,7 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::LoadRoberta(
   };
   tokenizer->mode_ = Mode::kRoberta;
   tokenizer->vocabulary_ = "roberta";
+  tokenizer->fingerprint_ = Sha256Hex("roberta" + tokenizer->fingerprint_);
   LORA_ASSIGN_OR_RETURN(tokenizer->bos_id_, find("<s>"));
   LORA_ASSIGN_OR_RETURN(tokenizer->pad_id_, find("<pad>"));
   LORA_ASSIGN_OR_RETURN(tokenizer->eos_id_, find("</s>"));
@@ -320,6 +325,7 @@ BpeTokenizer::LoadRobertaDerivedFromGpt2(const std::string& encoder_json,
   tokenizer->id_to_token_ = std::move(tokens);
   tokenizer->mode_ = Mode::kRoberta;
   tokenizer->vocabulary_ = "gpt2-derived";
+  tokenizer->fingerprint_ = Sha256Hex("gpt2-derived" + tokenizer->fingerprint_);
   tokenizer->bos_id_ = 0;
   tokenizer->pad_id_ = 1;
   tokenizer->eos_id_ = 2;

@@ -103,6 +103,10 @@ class BpeTokenizer {
   int64_t mask_id() const { return mask_id_; }
   bool IsSpecial(int64_t id) const;
 
+  // sha256 of the vocabulary kind and both files' bytes: identifies the
+  // tokenizer in dataset cache keys.
+  const std::string& fingerprint() const { return fingerprint_; }
+
  private:
   BpeTokenizer() = default;
   absl::Status LoadMerges(const std::string& path);
@@ -112,6 +116,7 @@ class BpeTokenizer {
 
   Mode mode_ = Mode::kGpt2;
   std::string vocabulary_;
+  std::string fingerprint_;
   absl::flat_hash_map<std::string, int64_t> token_to_id_;
   std::vector<std::string> id_to_token_;
   // "left right" -> rank.
