@@ -1,0 +1,558 @@
+#include "lora_core/trainer.h"
+
+#include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
+#include <torch/nn/utils/clip_grad.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "base/file_util.h"
+#include "base/sha256.h"
+#include "base/status_macros.h"
+#include "lora_core/batching.h"
+#include "lora_core/bleu.h"
+#include "lora_core/generation.h"
+#include "lora_core/hf_checkpoint.h"
+#include "lora_core/model_tokenizer.h"
+#include "lora_core/peft_adapter.h"
+#include "lora_core/torch_runtime.h"
+
+namespace lora::core {
+namespace {
+
+using Json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+// bf16 autocast on CPU for the forward pass (LibTorch's C++ API has no RAII
+// guard for it in 1.13).
+class CpuAutocast {
+ public:
+  explicit CpuAutocast(bool enabled) : enabled_(enabled) {
+    if (!enabled_) return;
+    previous_ = at::autocast::is_cpu_enabled();
+    at::autocast::set_cpu_enabled(true);
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::increment_nesting();
+  }
+  ~CpuAutocast() {
+    if (!enabled_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_cpu_enabled(previous_);
+  }
+
+ private:
+  bool enabled_;
+  bool previous_ = false;
+};
+
+bool ExcludedFromWeightDecay(const std::string& name) {
+  return absl::EndsWith(name, "bias") || absl::StrContains(name, "LayerNorm") ||
+         absl::StrContains(name, "layer_norm") ||
+         absl::StrContains(name, ".ln_");
+}
+
+// The fingerprint covers everything that changes what is trained, not where
+// or how often it is reported (output_dir, resume, max_steps, threads,
+// logging and checkpoint frequency).
+std::string Fingerprint(TrainConfig config) {
+  config.output_dir.clear();
+  config.resume = false;
+  config.max_steps = 0;
+  config.threads = 1;
+  config.log_every_steps = 1;
+  config.checkpoint_every_steps = 0;
+  config.cache_dir.clear();
+  config.generation = GenerationConfig();
+  return Sha256Hex(TrainConfigToYaml(config));
+}
+
+bool Improved(double value, double best, bool maximize, bool first) {
+  if (first) return true;
+  return maximize ? value > best : value < best;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
+    const TrainConfig& config) {
+  return Build(config, "");
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::CreateFromExport(
+    const std::string& directory, int64_t threads) {
+  LORA_ASSIGN_OR_RETURN(TrainConfig config,
+                        LoadTrainConfig(directory + "/" + kRunConfigFile));
+  if (threads > 0) config.threads = threads;
+  return Build(config, directory);
+}
+
+absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Build(
+    const TrainConfig& config, const std::string& exported_directory) {
+  if (config.device != "cpu") {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "device: \"", config.device,
+        "\" is not available: this build of lora-train has no CUDA support "
+        "(Debian's LibTorch is CPU-only); use device: cpu"));
+  }
+  std::unique_ptr<Trainer> trainer(new Trainer());
+  trainer->config_ = config;
+  TrainConfig& c = trainer->config_;
+  SetTorchThreads(static_cast<int>(c.threads));
+
+  // Model config: a built-in name or a checkpoint folder.
+  const bool from_folder = std::filesystem::is_directory(c.model);
+  if (from_folder) {
+    LORA_ASSIGN_OR_RETURN(trainer->model_config_,
+                          LoadModelConfigFromDirectory(c.model));
+  } else {
+    absl::StatusOr<ModelConfig> builtin = BuiltinModelConfig(c.model);
+    if (!builtin.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model: ", builtin.status().message(),
+                       ", or a folder with config.json and model.safetensors"));
+    }
+    trainer->model_config_ = *builtin;
+  }
+  const ModelConfig& model_config = trainer->model_config_;
+  if (c.head == HeadKind::kNone && c.task == DataTask::kText) {
+    if (model_config.architecture == Architecture::kRoberta) {
+      return absl::UnimplementedError(
+          "task: text on a RoBERTa model needs masked-LM training, which "
+          "`lora-train pretrain` provides; fine-tune RoBERTa on sst2 or "
+          "polarity");
+    }
+    c.head = HeadKind::kGpt2LanguageModel;
+  }
+  if (!HeadFitsArchitecture(c.head, model_config.architecture)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "head: \"", HeadKindName(c.head), "\" does not fit ",
+        ArchitectureName(model_config.architecture), " model ", c.model));
+  }
+  if (c.max_seq_len > LongestUsableSequence(model_config)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_seq_len: ", c.max_seq_len,
+                     " exceeds the longest sequence ", model_config.name,
+                     " takes (", LongestUsableSequence(model_config), ")"));
+  }
+
+  // The model, seeded: fresh parameters draw from the generator in a fixed
+  // order (backbone, head, LoRA A).
+  at::manual_seed(c.seed);
+  ModelSpec spec = ToModelSpec(c);
+  if (!exported_directory.empty()) spec.lora = LoraSpec();
+  if (from_folder) {
+    LORA_ASSIGN_OR_RETURN(PretrainedModel loaded,
+                          LoadPretrained(c.model, spec));
+    trainer->model_ = loaded.model;
+    trainer->load_report_ = loaded.report.ToString();
+  } else {
+    LORA_ASSIGN_OR_RETURN(trainer->model_,
+                          TaskModel::Create(model_config, spec));
+  }
+  if (!exported_directory.empty()) {
+    if (std::filesystem::exists(exported_directory + "/adapter_config.json")) {
+      LORA_ASSIGN_OR_RETURN(PeftAdapter adapter,
+                            ReadPeftAdapter(exported_directory));
+      LORA_RETURN_IF_ERROR(ApplyPeftAdapter(adapter, *trainer->model_));
+    } else {
+      LORA_ASSIGN_OR_RETURN(
+          NamedTensors weights,
+          LoadSafetensors(exported_directory + "/model.safetensors"));
+      LORA_RETURN_IF_ERROR(
+          LoadStateDict(*trainer->model_, weights, exported_directory)
+              .status());
+    }
+  }
+
+  LORA_ASSIGN_OR_RETURN(
+      trainer->tokenizer_,
+      LoadTokenizerForModel(model_config, from_folder ? c.model : ""));
+  LORA_ASSIGN_OR_RETURN(
+      trainer->data_, LoadTaskData(ToTaskDataOptions(c), *trainer->tokenizer_));
+
+  // AdamW: no weight decay on biases and LayerNorm weights.
+  std::vector<at::Tensor> decay, no_decay;
+  for (auto& [name, parameter] : trainer->model_->TrainableParameters()) {
+    (ExcludedFromWeightDecay(name) ? no_decay : decay).push_back(parameter);
+  }
+  std::vector<torch::optim::OptimizerParamGroup> groups;
+  auto options = [&](double weight_decay) {
+    return std::make_unique<torch::optim::AdamWOptions>(
+        torch::optim::AdamWOptions(c.lr).weight_decay(weight_decay));
+  };
+  if (!decay.empty()) groups.emplace_back(decay, options(c.weight_decay));
+  if (!no_decay.empty()) groups.emplace_back(no_decay, options(0.0));
+  if (groups.empty()) {
+    return absl::InvalidArgumentError(
+        "trainable: the configuration leaves no parameter to train");
+  }
+  trainer->optimizer_ = std::make_unique<torch::optim::AdamW>(
+      groups, torch::optim::AdamWOptions(c.lr));
+  trainer->fingerprint_ = Fingerprint(c);
+  return trainer;
+}
+
+void Trainer::Record(Json record) {
+  if (!config_.output_dir.empty()) {
+    std::ofstream(config_.output_dir + "/metrics.jsonl", std::ios::app)
+        << record.dump() << "\n";
+  }
+  if (observer_) observer_(record);
+}
+
+at::Tensor Trainer::Loss(const TaskModelOutput& output,
+                         const TensorBatch& batch, bool training) {
+  const at::Tensor logits = output.logits.to(at::kFloat);
+  if (config_.task == DataTask::kSst2 || config_.task == DataTask::kPolarity) {
+    return at::cross_entropy_loss(logits, batch.labels, {}, at::Reduction::Mean,
+                                  kIgnoreIndex,
+                                  training ? config_.label_smoothing : 0.0);
+  }
+  return at::cross_entropy_loss(logits.view({-1, logits.size(-1)}),
+                                batch.lm_labels.view({-1}), {},
+                                at::Reduction::Mean, kIgnoreIndex, 0.0);
+}
+
+std::map<std::string, double> Trainer::Evaluate() {
+  at::NoGradGuard no_grad;
+  model_->eval();
+  const bool classification =
+      config_.task == DataTask::kSst2 || config_.task == DataTask::kPolarity;
+  std::vector<int64_t> lengths;
+  for (const TokenizedExample& example : data_.validation) {
+    lengths.push_back(static_cast<int64_t>(example.input_ids.size()));
+  }
+  double loss_sum = 0.0;
+  int64_t correct = 0, count = 0, scored_tokens = 0;
+  for (const auto& indices :
+       EvaluationBatches(lengths, config_.eval_batch_size)) {
+    TensorBatch batch =
+        Collate(data_.validation, indices, tokenizer_->pad_id());
+    TaskModelOutput output;
+    {
+      CpuAutocast autocast(config_.amp == AmpMode::kBf16);
+      output = model_->forward(batch.input_ids, batch.attention_mask);
+    }
+    const at::Tensor logits = output.logits.to(at::kFloat);
+    if (classification) {
+      loss_sum +=
+          at::cross_entropy_loss(logits, batch.labels, {}, at::Reduction::Sum)
+              .item<double>();
+      correct += logits.argmax(-1).eq(batch.labels).sum().item<int64_t>();
+      count += batch.labels.size(0);
+    } else {
+      const at::Tensor targets = batch.lm_labels.view({-1});
+      loss_sum +=
+          at::cross_entropy_loss(logits.view({-1, logits.size(-1)}), targets,
+                                 {}, at::Reduction::Sum, kIgnoreIndex)
+              .item<double>();
+      scored_tokens += targets.ne(kIgnoreIndex).sum().item<int64_t>();
+    }
+  }
+  std::map<std::string, double> metrics;
+  if (classification) {
+    metrics["val_loss"] = loss_sum / std::max<int64_t>(count, 1);
+    metrics["val_accuracy"] =
+        static_cast<double>(correct) / std::max<int64_t>(count, 1);
+  } else {
+    metrics["val_loss"] = loss_sum / std::max<int64_t>(scored_tokens, 1);
+    metrics["val_perplexity"] = std::exp(metrics["val_loss"]);
+  }
+  return metrics;
+}
+
+double Trainer::EvaluateBleu() {
+  GenerationOptions options;
+  options.beam_size = config_.generation.beam_size;
+  options.length_penalty = config_.generation.length_penalty;
+  options.no_repeat_ngram_size = config_.generation.no_repeat_ngram_size;
+  options.max_new_tokens = config_.generation.max_new_tokens;
+  options.eos_id = tokenizer_->eos_id();
+  std::vector<std::vector<Tokens>> references;
+  std::vector<Tokens> hypotheses;
+  int64_t limit = config_.generation.eval_examples;
+  for (const E2eExample& example : data_.validation_references) {
+    if (limit > 0 && static_cast<int64_t>(hypotheses.size()) >= limit) break;
+    const std::vector<int64_t> prompt =
+        tokenizer_->Encode(E2ePrompt(example.meaning_representation));
+    CpuAutocast autocast(config_.amp == AmpMode::kBf16);
+    const std::vector<int64_t> generated = Generate(*model_, prompt, options);
+    hypotheses.push_back(BleuTokenize(tokenizer_->Decode(generated)));
+    references.emplace_back();
+    for (const std::string& reference : example.references) {
+      references.back().push_back(BleuTokenize(reference));
+    }
+  }
+  return CorpusBleu(references, hypotheses);
+}
+
+absl::StatusOr<Json> Trainer::Run() {
+  const TrainConfig& c = config_;
+  const auto wall_start = Clock::now();
+  if (c.output_dir.empty()) {
+    return absl::InvalidArgumentError("output_dir: required for training");
+  }
+  std::error_code error;
+  std::filesystem::create_directories(c.output_dir + "/checkpoint", error);
+  if (error) {
+    return absl::InternalError(absl::StrCat(
+        "output_dir: cannot create ", c.output_dir, ": ", error.message()));
+  }
+  LORA_RETURN_IF_ERROR(
+      WriteFileAtomically(c.output_dir + "/config.yaml", TrainConfigToYaml(c)));
+  const std::string checkpoint = c.output_dir + "/" + kCheckpointPath;
+
+  TrainingProgress progress;
+  progress.config_fingerprint = fingerprint_;
+  progress.scaler = scaler_.state();
+  bool resumed = false;
+  if (c.resume && std::filesystem::exists(checkpoint)) {
+    LORA_ASSIGN_OR_RETURN(
+        progress,
+        LoadTrainingCheckpoint(checkpoint, *model_, *optimizer_, fingerprint_));
+    scaler_.set_state(progress.scaler);
+    resumed = true;
+  } else if (std::filesystem::exists(c.output_dir + "/metrics.jsonl")) {
+    std::filesystem::remove(c.output_dir + "/metrics.jsonl", error);
+  }
+  if (!load_report_.empty() && !resumed) {
+    Record(Json{{"type", "load_report"}, {"text", load_report_}});
+  }
+  if (resumed) {
+    Record(Json{{"type", "resume"},
+                {"step", progress.step},
+                {"epoch", progress.epoch + 1}});
+  }
+
+  std::vector<int64_t> lengths;
+  for (const TokenizedExample& example : data_.train) {
+    lengths.push_back(static_cast<int64_t>(example.input_ids.size()));
+  }
+  const int64_t batches_per_epoch =
+      (static_cast<int64_t>(lengths.size()) + c.batch_size - 1) / c.batch_size;
+  const int64_t steps_per_epoch =
+      (batches_per_epoch + c.grad_accum_steps - 1) / c.grad_accum_steps;
+  const int64_t total_steps = steps_per_epoch * c.epochs;
+  const int64_t warmup_steps =
+      static_cast<int64_t>(std::ceil(c.warmup_ratio * total_steps));
+  std::vector<at::Tensor> parameters;
+  for (auto& [name, parameter] : model_->TrainableParameters()) {
+    parameters.push_back(parameter);
+  }
+  const bool fp16 = c.amp == AmpMode::kFp16;
+  const bool bf16 = c.amp == AmpMode::kBf16;
+
+  auto save = [&]() -> absl::Status {
+    progress.scaler = scaler_.state();
+    return SaveTrainingCheckpoint(checkpoint, *model_, *optimizer_, progress);
+  };
+
+  std::map<std::string, double> last_metrics;
+  Json history = Json::array();
+  bool stopped_by_max_steps = false, stopped_early = false;
+  auto segment_start = Clock::now();
+  while (progress.epoch < c.epochs) {
+    const std::vector<std::vector<size_t>> batches =
+        TrainingBatches(lengths, c.batch_size, c.seed, progress.epoch);
+    model_->train();
+    int64_t b = progress.batch_in_epoch;
+    while (b < static_cast<int64_t>(batches.size())) {
+      const auto step_start = Clock::now();
+      const int64_t micro = std::min<int64_t>(
+          c.grad_accum_steps, static_cast<int64_t>(batches.size()) - b);
+      double step_loss = 0.0;
+      int64_t step_tokens = 0;
+      for (int64_t m = 0; m < micro; ++m) {
+        TensorBatch batch =
+            Collate(data_.train, batches[b + m], tokenizer_->pad_id());
+        TaskModelOutput output;
+        {
+          CpuAutocast autocast(bf16);
+          output = model_->forward(batch.input_ids, batch.attention_mask);
+        }
+        at::Tensor loss = Loss(output, batch, /*training=*/true);
+        step_loss += loss.item<double>() / micro;
+        step_tokens += batch.tokens;
+        at::Tensor scaled = loss / static_cast<double>(micro);
+        (fp16 ? scaler_.ScaleLoss(scaled) : scaled).backward();
+      }
+      b += micro;
+      const double lr = c.lr * LinearWarmupDecayFactor(
+                                   progress.step, warmup_steps, total_steps);
+      for (auto& group : optimizer_->param_groups()) {
+        static_cast<torch::optim::AdamWOptions&>(group.options()).lr(lr);
+      }
+      const bool found_inf = fp16 && scaler_.UnscaleGradients(parameters);
+      const double grad_norm = torch::nn::utils::clip_grad_norm_(
+          parameters, c.max_grad_norm > 0
+                          ? c.max_grad_norm
+                          : std::numeric_limits<double>::infinity());
+      if (!found_inf) optimizer_->step();
+      if (fp16) scaler_.Update(found_inf);
+      optimizer_->zero_grad();
+      ++progress.step;
+      progress.batch_in_epoch = b;
+      progress.tokens_seen += step_tokens;
+      progress.epoch_loss_sum += step_loss;
+      ++progress.epoch_steps;
+      const double seconds =
+          std::chrono::duration<double>(Clock::now() - step_start).count();
+      if (progress.step % c.log_every_steps == 0 ||
+          b == static_cast<int64_t>(batches.size())) {
+        Record(
+            Json{{"type", "step"},
+                 {"step", progress.step},
+                 {"epoch", progress.epoch + 1},
+                 {"total_steps", total_steps},
+                 {"loss", step_loss},
+                 {"lr", lr},
+                 {"grad_norm", grad_norm},
+                 {"tokens_per_second", step_tokens / std::max(seconds, 1e-9)},
+                 {"loss_scale", fp16 ? scaler_.scale() : 1.0},
+                 {"skipped", found_inf}});
+      }
+      const bool max_steps_reached =
+          c.max_steps > 0 && progress.step >= c.max_steps;
+      if (max_steps_reached ||
+          (c.checkpoint_every_steps > 0 &&
+           progress.step % c.checkpoint_every_steps == 0)) {
+        progress.train_seconds +=
+            std::chrono::duration<double>(Clock::now() - segment_start).count();
+        segment_start = Clock::now();
+        LORA_RETURN_IF_ERROR(save());
+      }
+      if (max_steps_reached) {
+        stopped_by_max_steps = true;
+        break;
+      }
+    }
+    if (stopped_by_max_steps) break;
+
+    // End of epoch: evaluate, track the best epoch, checkpoint.
+    last_metrics = Evaluate();
+    const double value = last_metrics.count(c.metric_name)
+                             ? last_metrics[c.metric_name]
+                             : last_metrics["val_loss"];
+    if (Improved(value, progress.best_metric, c.metric_maximize,
+                 progress.best_epoch == 0)) {
+      progress.best_metric = value;
+      progress.best_epoch = progress.epoch + 1;
+      progress.evaluations_without_improvement = 0;
+    } else {
+      ++progress.evaluations_without_improvement;
+    }
+    Json record = {
+        {"type", "epoch"},
+        {"epoch", progress.epoch + 1},
+        {"step", progress.step},
+        {"train_loss",
+         progress.epoch_loss_sum / std::max<int64_t>(progress.epoch_steps, 1)}};
+    for (const auto& [name, metric] : last_metrics) record[name] = metric;
+    Record(record);
+    ++progress.epoch;
+    progress.batch_in_epoch = 0;
+    progress.epoch_loss_sum = 0.0;
+    progress.epoch_steps = 0;
+    progress.train_seconds +=
+        std::chrono::duration<double>(Clock::now() - segment_start).count();
+    segment_start = Clock::now();
+    LORA_RETURN_IF_ERROR(save());
+    if (c.early_stopping_patience > 0 &&
+        progress.evaluations_without_improvement >= c.early_stopping_patience) {
+      stopped_early = true;
+      break;
+    }
+  }
+
+  // The epoch history, read back from metrics.jsonl so a resumed run reports
+  // every epoch.
+  std::ifstream metrics_file(c.output_dir + "/metrics.jsonl");
+  std::string line;
+  std::map<int64_t, Json> epochs;
+  while (std::getline(metrics_file, line)) {
+    Json record = Json::parse(line, nullptr, false);
+    if (!record.is_discarded() && record.value("type", "") == "epoch") {
+      epochs[record["epoch"].get<int64_t>()] = record;
+    }
+  }
+  for (auto& [epoch, record] : epochs) history.push_back(record);
+
+  const ParameterCounts counts = model_->CountModuleParameters();
+  Json results = {
+      {"status", stopped_by_max_steps ? "stopped" : "completed"},
+      {"model", c.model},
+      {"task", DataTaskName(c.task)},
+      {"steps", progress.step},
+      {"epochs_completed", progress.epoch},
+      {"stopped_early", stopped_early},
+      {"metric",
+       {{"name", c.metric_name},
+        {"goal", c.metric_maximize ? "maximize" : "minimize"}}},
+      {"best",
+       {{"value", progress.best_metric}, {"epoch", progress.best_epoch}}},
+      {"parameters",
+       {{"total", counts.total},
+        {"trainable", counts.trainable},
+        {"lora", counts.lora},
+        {"head", counts.head},
+        {"base", counts.base}}},
+      {"history", history},
+      {"train_seconds", progress.train_seconds},
+      {"tokens_per_second",
+       progress.tokens_seen / std::max(progress.train_seconds, 1e-9)},
+  };
+  if (!stopped_by_max_steps) {
+    if (!history.empty()) {
+      Json final_metrics = history.back();
+      for (const char* key : {"type", "epoch", "step"})
+        final_metrics.erase(key);
+      results["final_metrics"] = final_metrics;
+    }
+    if (c.task == DataTask::kE2e) {
+      const double bleu = EvaluateBleu();
+      results["final_metrics"]["val_bleu"] = bleu;
+      Record(Json{
+          {"type", "generation"}, {"step", progress.step}, {"val_bleu", bleu}});
+    }
+    LORA_RETURN_IF_ERROR(Export(results));
+  }
+  results["wall_seconds"] =
+      std::chrono::duration<double>(Clock::now() - wall_start).count();
+  LORA_RETURN_IF_ERROR(WriteFileAtomically(c.output_dir + "/results.json",
+                                           results.dump(2) + "\n"));
+  return results;
+}
+
+absl::Status Trainer::Export(const Json& results) {
+  const std::string directory =
+      config_.output_dir +
+      (model_->LoraLayers().empty() ? "/model" : "/adapter");
+  if (model_->LoraLayers().empty()) {
+    LORA_RETURN_IF_ERROR(SavePretrained(*model_, directory, false));
+  } else {
+    LORA_RETURN_IF_ERROR(ExportPeftAdapter(*model_, directory));
+  }
+  // What eval --adapter needs to rebuild the run: its configuration, with
+  // the base model named as trained.
+  return WriteFileAtomically(directory + "/" + kRunConfigFile,
+                             TrainConfigToYaml(config_));
+}
+
+absl::StatusOr<std::map<std::string, double>> EvaluateExportedRun(
+    const std::string& directory, int64_t threads) {
+  LORA_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
+                        Trainer::CreateFromExport(directory, threads));
+  std::map<std::string, double> metrics = trainer->Evaluate();
+  if (trainer->config().task == DataTask::kE2e) {
+    metrics["val_bleu"] = trainer->EvaluateBleu();
+  }
+  return metrics;
+}
+
+}  // namespace lora::core

@@ -1,0 +1,119 @@
+// The trainer: one LoRA (or full / head-only) fine-tuning job from a
+// TrainConfig, end to end — model and tokenizer, data, AdamW with warmup and
+// linear decay, gradient clipping and accumulation, bf16 autocast on CPU,
+// evaluation every epoch with best-epoch tracking and early stopping, exact
+// resume from its own checkpoints, and the exported adapter.
+//
+// Files in config.output_dir:
+//   config.yaml                    the resolved configuration
+//   metrics.jsonl                  one JSON object per line: {"type":"step",
+//                                  step, epoch, loss, lr, grad_norm,
+//                                  tokens_per_second, loss_scale} and
+//                                  {"type":"epoch", epoch, step, train_loss,
+//                                  val_* metrics}
+//   checkpoint/training_state.safetensors   for exact resume
+//   adapter/                       PEFT adapter (+ head) and
+//                                  lora_sweep_run.yaml, for LoRA runs
+//   model/                         the full HF checkpoint, for other runs
+//   results.json                   final and best metrics, parameter counts,
+//                                  wall time
+//
+// Deterministic for a seed and thread count. Not thread-safe.
+#ifndef LORA_SWEEP_LORA_CORE_TRAINER_H_
+#define LORA_SWEEP_LORA_CORE_TRAINER_H_
+
+#include <torch/optim/adamw.h>
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "lora_core/bpe_tokenizer.h"
+#include "lora_core/collate.h"
+#include "lora_core/optimization.h"
+#include "lora_core/task_data.h"
+#include "lora_core/task_model.h"
+#include "lora_core/train_config.h"
+#include "lora_core/training_checkpoint.h"
+
+namespace lora::core {
+
+// Receives every record written to metrics.jsonl, as it is written (for
+// progress display and, in workers, streaming to the coordinator).
+using MetricsObserver = std::function<void(const nlohmann::json& record)>;
+
+// Names of the files the trainer writes.
+inline constexpr char kRunConfigFile[] = "lora_sweep_run.yaml";
+inline constexpr char kCheckpointPath[] =
+    "checkpoint/training_state.safetensors";
+
+class Trainer {
+ public:
+  // Sets threads, seeds the generator, builds the model (loading a
+  // checkpoint folder when config.model is one), the tokenizer, the data and
+  // the optimizer. Errors name the config key or file at fault.
+  static absl::StatusOr<std::unique_ptr<Trainer>> Create(
+      const TrainConfig& config);
+
+  // The same, but with the weights of an exported run (adapter/ with its
+  // PEFT adapter, or model/ with a full checkpoint) instead of fresh LoRA,
+  // configured by the lora_sweep_run.yaml in it. `threads` > 0 overrides
+  // the run's thread count.
+  static absl::StatusOr<std::unique_ptr<Trainer>> CreateFromExport(
+      const std::string& directory, int64_t threads = 0);
+
+  void set_observer(MetricsObserver observer) {
+    observer_ = std::move(observer);
+  }
+
+  // Trains (resuming from output_dir's checkpoint when config.resume and one
+  // exists), evaluates every epoch, exports, and returns results.json's
+  // content. With config.max_steps it stops after that many optimizer steps
+  // and saves a checkpoint ("status": "stopped").
+  absl::StatusOr<nlohmann::json> Run();
+
+  // Validation metrics of the model as it is now: classification val_loss
+  // and val_accuracy; language modelling val_loss and val_perplexity.
+  std::map<std::string, double> Evaluate();
+
+  // E2E: generates for the validation meaning representations and scores
+  // corpus BLEU against all their references ("val_bleu").
+  double EvaluateBleu();
+
+  TaskModel& model() { return *model_; }
+  const BpeTokenizer& tokenizer() const { return *tokenizer_; }
+  const TrainConfig& config() const { return config_; }
+
+ private:
+  Trainer() = default;
+  static absl::StatusOr<std::unique_ptr<Trainer>> Build(
+      const TrainConfig& config, const std::string& exported_directory);
+  at::Tensor Loss(const TaskModelOutput& output, const TensorBatch& batch,
+                  bool training);
+  void Record(nlohmann::json record);
+  absl::Status Export(const nlohmann::json& results);
+
+  TrainConfig config_;
+  ModelConfig model_config_;
+  std::shared_ptr<TaskModel> model_;
+  std::unique_ptr<BpeTokenizer> tokenizer_;
+  TaskData data_;
+  std::unique_ptr<torch::optim::AdamW> optimizer_;
+  DynamicLossScaler scaler_;
+  std::string fingerprint_;
+  std::string load_report_;
+  MetricsObserver observer_;
+};
+
+// Rebuilds a finished run from its exported adapter/ (or model/) folder and
+// the lora_sweep_run.yaml in it, and evaluates it on the run's validation
+// data: the same metrics the run recorded. `threads` > 0 overrides the run's.
+absl::StatusOr<std::map<std::string, double>> EvaluateExportedRun(
+    const std::string& directory, int64_t threads = 0);
+
+}  // namespace lora::core
+
+#endif  // LORA_SWEEP_LORA_CORE_TRAINER_H_
