@@ -92,6 +92,7 @@ absl::StatusOr<TrainingProgress> LoadTrainingCheckpoint(
         expected_fingerprint.substr(0, 12),
         "); use a new output_dir or set resume: false"));
   }
+  const std::string written_fingerprint = fingerprint->second;
   Json meta = Json::parse(state_text->second, nullptr, false);
   if (meta.is_discarded() || !meta.is_object()) {
     return absl::InvalidArgumentError(
@@ -135,7 +136,7 @@ absl::StatusOr<TrainingProgress> LoadTrainingCheckpoint(
     return absl::InvalidArgumentError(
         absl::StrCat(path, ": training state: ", error.what()));
   }
-  progress.config_fingerprint = fingerprint->second;
+  progress.config_fingerprint = written_fingerprint;
 
   torch::NoGradGuard no_grad;
   auto& state = optimizer.state();
