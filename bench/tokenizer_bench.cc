@@ -19,8 +19,10 @@ namespace {
 std::vector<std::string> Sentences() {
   static const std::vector<std::string>* const sentences = [] {
     auto* texts = new std::vector<std::string>();
-    for (const LabeledText& row :
-         *ReadPolarityCsv(*AssetPath("polarity/pang_lee_sentences.csv"))) {
+    // Keep the StatusOr alive: ranging over *Temporary() would dangle.
+    const absl::StatusOr<std::vector<LabeledText>> rows =
+        ReadPolarityCsv(*AssetPath("polarity/pang_lee_sentences.csv"));
+    for (const LabeledText& row : *rows) {
       texts->push_back(row.text);
     }
     return texts;

@@ -3,31 +3,16 @@
 #include <algorithm>
 #include <numeric>
 
+#include "lora_core/splitmix64.h"
+
 namespace lora::core {
-namespace {
-
-uint64_t SplitMix(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-  return z ^ (z >> 31);
-}
-
-template <typename T>
-void Shuffle(std::vector<T>& items, uint64_t& state) {
-  for (size_t i = items.size(); i > 1; --i) {
-    std::swap(items[i - 1], items[SplitMix(state) % i]);
-  }
-}
-
-}  // namespace
 
 std::vector<size_t> DeterministicPermutation(size_t n, uint64_t seed,
                                              int64_t epoch) {
   std::vector<size_t> order(n);
   std::iota(order.begin(), order.end(), 0);
-  uint64_t state = seed * 0x100000001B3ULL + static_cast<uint64_t>(epoch);
-  Shuffle(order, state);
+  SplitMix64(seed * 0x100000001B3ULL + static_cast<uint64_t>(epoch))
+      .Shuffle(order);
   return order;
 }
 
@@ -39,6 +24,7 @@ std::vector<std::vector<size_t>> TrainingBatches(
   const size_t pool =
       static_cast<size_t>(batch_size * std::max<int64_t>(pool_batches, 1));
   std::vector<std::vector<size_t>> batches;
+  if (batch_size < 1) return batches;
   for (size_t start = 0; start < order.size(); start += pool) {
     const size_t end = std::min(order.size(), start + pool);
     std::stable_sort(
@@ -49,8 +35,8 @@ std::vector<std::vector<size_t>> TrainingBatches(
                            order.begin() + std::min(end, b + batch_size));
     }
   }
-  uint64_t state = ~(seed * 0x100000001B3ULL + static_cast<uint64_t>(epoch));
-  Shuffle(batches, state);
+  SplitMix64(~(seed * 0x100000001B3ULL + static_cast<uint64_t>(epoch)))
+      .Shuffle(batches);
   return batches;
 }
 
@@ -62,6 +48,7 @@ std::vector<std::vector<size_t>> EvaluationBatches(
     return lengths[a] < lengths[b];
   });
   std::vector<std::vector<size_t>> batches;
+  if (batch_size < 1) return batches;
   for (size_t b = 0; b < order.size(); b += batch_size) {
     batches.emplace_back(
         order.begin() + b,

@@ -19,7 +19,7 @@ std::vector<size_t> DeterministicPermutation(size_t n, uint64_t seed,
 // Training batches of example indices: shuffle, cut into pools of
 // `batch_size * pool_batches` examples, sort each pool by length, cut into
 // batches of `batch_size` (the last may be smaller), shuffle the batch order.
-// Every index appears exactly once. Requires batch_size >= 1.
+// Every index appears exactly once. No batches for batch_size < 1.
 std::vector<std::vector<size_t>> TrainingBatches(
     const std::vector<int64_t>& lengths, int64_t batch_size, uint64_t seed,
     int64_t epoch, int64_t pool_batches = 50);

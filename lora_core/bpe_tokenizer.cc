@@ -9,8 +9,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "base/file_util.h"
+#include "base/json_util.h"
 #include "base/sha256.h"
 #include "base/status_macros.h"
+#include "lora_core/utf8.h"
 
 namespace lora::core {
 namespace {
@@ -22,84 +24,8 @@ constexpr size_t kMaxCacheEntries = 200'000;
 
 enum class CharKind { kLetter, kNumber, kSpace, kOther };
 
-struct CodePoint {
-  char32_t value;
-  size_t offset;  // byte offset in the text
-  size_t length;  // bytes
-};
-
-std::string EncodeUtf8(char32_t cp) {
-  std::string out;
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
-  return out;
-}
-
-// Marks an invalid UTF-8 byte; classified as "other".
-constexpr char32_t kInvalidByte = 0xFFFFFFFF;
-
-std::vector<CodePoint> DecodeUtf8(absl::string_view text) {
-  std::vector<CodePoint> out;
-  out.reserve(text.size());
-  size_t i = 0;
-  while (i < text.size()) {
-    const unsigned char lead = static_cast<unsigned char>(text[i]);
-    size_t length = 0;
-    char32_t value = 0;
-    if (lead < 0x80) {
-      length = 1;
-      value = lead;
-    } else if ((lead >> 5) == 0x6) {
-      length = 2;
-      value = lead & 0x1F;
-    } else if ((lead >> 4) == 0xE) {
-      length = 3;
-      value = lead & 0x0F;
-    } else if ((lead >> 3) == 0x1E) {
-      length = 4;
-      value = lead & 0x07;
-    }
-    bool valid = length > 0 && i + length <= text.size();
-    for (size_t k = 1; valid && k < length; ++k) {
-      const unsigned char next = static_cast<unsigned char>(text[i + k]);
-      if ((next >> 6) != 0x2) {
-        valid = false;
-      } else {
-        value = (value << 6) | (next & 0x3F);
-      }
-    }
-    // Reject overlong forms, surrogates and values past U+10FFFF.
-    if (valid) {
-      static constexpr char32_t kMinimum[5] = {0, 0, 0x80, 0x800, 0x10000};
-      valid = value >= kMinimum[length] && value <= 0x10FFFF &&
-              !(value >= 0xD800 && value <= 0xDFFF);
-    }
-    if (!valid) {
-      out.push_back(CodePoint{kInvalidByte, i, 1});
-      i += 1;
-    } else {
-      out.push_back(CodePoint{value, i, length});
-      i += length;
-    }
-  }
-  return out;
-}
-
 CharKind Classify(char32_t cp) {
-  if (cp == kInvalidByte) return CharKind::kOther;
+  if (cp == kInvalidUtf8Byte) return CharKind::kOther;
   if (cp < 0x80) {
     if ((cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z')) {
       return CharKind::kLetter;
@@ -135,6 +61,10 @@ void BuildByteMapping(std::string (&byte_to_symbol)[256],
 
 absl::StatusOr<Json> ReadJsonObject(const std::string& path) {
   LORA_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  if (JsonNestingDepth(text) > 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": expected a flat JSON object of token ids"));
+  }
   Json json = Json::parse(text, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded() || !json.is_object()) {
     return absl::InvalidArgumentError(
@@ -257,16 +187,25 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::LoadGpt2(
   LORA_ASSIGN_OR_RETURN(std::string merges_hash, Sha256FileHex(vocab_bpe));
   int64_t max_id = -1;
   for (auto it = encoder.begin(); it != encoder.end(); ++it) {
-    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(encoder_json, ": token \"", it.key(), "\" has a bad id ",
-                       it.value().dump()));
+    // Ids index a table: bound them by the number of tokens, so a hostile
+    // file cannot make us allocate an absurd table.
+    if (!it.value().is_number_integer() || it.value().get<int64_t>() < 0 ||
+        it.value().get<int64_t>() >= static_cast<int64_t>(encoder.size())) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          encoder_json, ": token \"", it.key(), "\" has id ",
+          JsonExcerpt(it.value()), "; ids must be 0 .. ", encoder.size() - 1));
     }
     max_id = std::max(max_id, it.value().get<int64_t>());
     tokenizer->token_to_id_[it.key()] = it.value().get<int64_t>();
   }
   tokenizer->id_to_token_.resize(max_id + 1);
+  std::vector<bool> seen(max_id + 1, false);
   for (const auto& [token, id] : tokenizer->token_to_id_) {
+    if (seen[id]) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          encoder_json, ": id ", id, " is given to more than one token"));
+    }
+    seen[id] = true;
     tokenizer->id_to_token_[id] = token;
   }
   LORA_RETURN_IF_ERROR(tokenizer->LoadMerges(vocab_bpe));

@@ -8,14 +8,8 @@
 namespace lora::core {
 namespace {
 
-std::shared_ptr<torch::nn::Module> Scope(torch::nn::Module& parent,
-                                         const std::string& name) {
-  return parent.register_module(name, std::make_shared<torch::nn::Module>());
-}
-
-torch::nn::LayerNorm MakeLayerNorm(const ModelConfig& config) {
-  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.hidden_size})
-                                  .eps(config.layer_norm_eps));
+torch::nn::LayerNorm LayerNormFor(const ModelConfig& config) {
+  return MakeLayerNorm(config.hidden_size, config.layer_norm_eps);
 }
 
 LoraLinear Conv1D(int64_t in, int64_t out, int64_t segments = 1) {
@@ -28,8 +22,8 @@ LoraLinear Conv1D(int64_t in, int64_t out, int64_t segments = 1) {
 Gpt2BlockImpl::Gpt2BlockImpl(const ModelConfig& config)
     : heads_(config.num_attention_heads), activation_(config.hidden_act) {
   const int64_t h = config.hidden_size, i = config.intermediate_size;
-  ln_1 = register_module("ln_1", MakeLayerNorm(config));
-  auto attn = Scope(*this, "attn");
+  ln_1 = register_module("ln_1", LayerNormFor(config));
+  auto attn = RegisterScope(*this, "attn");
   c_attn = attn->register_module("c_attn", Conv1D(h, 3 * h, /*segments=*/3));
   attn_c_proj = attn->register_module("c_proj", Conv1D(h, h));
   attention_dropout_ = attn->register_module(
@@ -38,8 +32,8 @@ Gpt2BlockImpl::Gpt2BlockImpl(const ModelConfig& config)
   residual_dropout_ = attn->register_module(
       "resid_dropout", torch::nn::Dropout(torch::nn::DropoutOptions(
                            config.hidden_dropout_prob)));
-  ln_2 = register_module("ln_2", MakeLayerNorm(config));
-  auto mlp = Scope(*this, "mlp");
+  ln_2 = register_module("ln_2", LayerNormFor(config));
+  auto mlp = RegisterScope(*this, "mlp");
   c_fc = mlp->register_module("c_fc", Conv1D(h, i));
   mlp_c_proj = mlp->register_module("c_proj", Conv1D(i, h));
 }
@@ -72,7 +66,7 @@ Gpt2ModelImpl::Gpt2ModelImpl(const ModelConfig& config) : config_(config) {
   for (int64_t n = 0; n < config.num_hidden_layers; ++n) {
     h->push_back(Gpt2Block(config));
   }
-  ln_f = register_module("ln_f", MakeLayerNorm(config));
+  ln_f = register_module("ln_f", LayerNormFor(config));
   init_weights();
 }
 

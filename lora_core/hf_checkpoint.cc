@@ -11,23 +11,25 @@
 #include "absl/strings/str_join.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
+#include "lora_core/safetensors.h"
 
 namespace lora::core {
 namespace {
 
 // Checkpoint keys skipped on purpose, as Hugging Face's
-// _keys_to_ignore_on_load_unexpected: buffers and tied aliases.
-bool IsIgnoredKey(const std::string& key) {
-  static const std::regex* const ignored = new std::regex(
-      R"((^|\.)embeddings\.position_ids$)"       // RoBERTa buffer
-      R"(|(^|\.)h\.\d+\.attn\.(masked_)?bias$)"  // GPT-2 causal-mask buffers
-      R"(|^lm_head\.weight$)"                    // GPT-2: tied to wte
-      R"(|^lm_head\.decoder\.(weight|bias)$)");  // RoBERTa MLM: tied aliases
-  return std::regex_search(key, *ignored);
-}
-
-std::string ShapeText(at::IntArrayRef shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+// _keys_to_ignore_on_load_unexpected: buffers, and the aliases of weights
+// the model ties (only where this model ties them; elsewhere they are
+// unexpected, as in Hugging Face's report).
+bool IsIgnoredKey(const std::string& key, HeadKind head) {
+  static const std::regex* const buffers = new std::regex(
+      R"((^|\.)embeddings\.position_ids$)"         // RoBERTa buffer
+      R"(|(^|\.)h\.\d+\.attn\.(masked_)?bias$)");  // GPT-2 mask buffers
+  if (std::regex_search(key, *buffers)) return true;
+  if (head == HeadKind::kGpt2LanguageModel) return key == "lm_head.weight";
+  if (head == HeadKind::kRobertaMaskedLm) {
+    return key == "lm_head.decoder.weight" || key == "lm_head.decoder.bias";
+  }
+  return false;
 }
 
 std::string TaskClassName(const TaskModel& model) {
@@ -99,7 +101,7 @@ absl::StatusOr<LoadReport> LoadStateDict(TaskModel& model,
       fallbacks["lm_head.bias"] = tensor;
       report.ignored_keys.push_back(key);
       continue;
-    } else if (IsIgnoredKey(key)) {
+    } else if (IsIgnoredKey(key, model.spec().head)) {
       report.ignored_keys.push_back(key);
       continue;
     } else {
@@ -163,13 +165,19 @@ absl::StatusOr<PretrainedModel> LoadPretrained(const std::string& directory,
 }
 
 NamedTensors HuggingFaceStateDict(const TaskModel& model, bool merge_lora) {
-  std::map<std::string, at::Tensor> merged_weights;
-  if (merge_lora) {
+  // The weight each adapted layer is saved with: merged, or without the
+  // update a merged layer carries.
+  std::map<std::string, at::Tensor> adapted_weights;
+  {
     torch::NoGradGuard no_grad;
     for (const auto& [path, layer] : model.LoraLayers()) {
-      at::Tensor weight = layer->weight.detach();
-      merged_weights[path + ".weight"] =
-          layer->merged() ? weight.clone() : weight + layer->delta_weight();
+      const at::Tensor weight = layer->weight.detach();
+      if (merge_lora) {
+        adapted_weights[path + ".weight"] =
+            layer->merged() ? weight : weight + layer->delta_weight();
+      } else if (layer->merged()) {
+        adapted_weights[path + ".weight"] = weight - layer->delta_weight();
+      }
     }
   }
   const bool strip_prefix = model.spec().head == HeadKind::kNone;
@@ -179,18 +187,8 @@ NamedTensors HuggingFaceStateDict(const TaskModel& model, bool merge_lora) {
     const std::string& key = item.key();
     if (absl::StrContains(key, "lora_")) continue;
     at::Tensor value = item.value().detach();
-    if (merge_lora) {
-      auto it = merged_weights.find(key);
-      if (it != merged_weights.end()) value = it->second;
-    } else {
-      // Unmerged weights only: a merged layer's weight carries its update.
-      const std::string layer_path = key.substr(0, key.rfind('.'));
-      for (const auto& [path, layer] : model.LoraLayers()) {
-        if (path == layer_path && layer->merged() &&
-            absl::EndsWith(key, ".weight")) {
-          value = value - layer->delta_weight();
-        }
-      }
+    if (auto it = adapted_weights.find(key); it != adapted_weights.end()) {
+      value = it->second;
     }
     std::string name = key;
     if (strip_prefix && absl::StartsWith(name, prefix)) {

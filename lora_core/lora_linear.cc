@@ -175,6 +175,19 @@ void LoraLinearImpl::unmerge() {
   merged_ = false;
 }
 
+std::shared_ptr<torch::nn::Module> LoraLinearImpl::clone(
+    const c10::optional<torch::Device>& device) const {
+  std::shared_ptr<torch::nn::Module> copy =
+      torch::nn::Cloneable<LoraLinearImpl>::clone(device);
+  auto* layer = dynamic_cast<LoraLinearImpl*>(copy.get());
+  layer->merged_ = merged_;
+  auto originals = named_parameters(/*recurse=*/false);
+  for (auto& item : layer->named_parameters(/*recurse=*/false)) {
+    item.value().set_requires_grad(originals[item.key()].requires_grad());
+  }
+  return copy;
+}
+
 void LoraLinearImpl::pretty_print(std::ostream& stream) const {
   stream << "lora::core::LoraLinear(in_features=" << options.in_features()
          << ", out_features=" << options.out_features()

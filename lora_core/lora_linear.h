@@ -92,6 +92,12 @@ class LoraLinearImpl : public torch::nn::Cloneable<LoraLinearImpl> {
 
   void pretty_print(std::ostream& stream) const override;
 
+  // Cloneable's clone() re-runs reset() and copies the parameters; this also
+  // keeps the merged flag and each parameter's requires_grad, so a clone of
+  // a merged or unfrozen layer behaves like the original.
+  std::shared_ptr<torch::nn::Module> clone(
+      const c10::optional<torch::Device>& device = c10::nullopt) const override;
+
   LoraLinearOptions options;
   at::Tensor weight;
   at::Tensor bias;

@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/json_util.h"
 #include "base/status_macros.h"
 
 namespace lora::core {
@@ -23,13 +24,28 @@ class FieldReader {
   FieldReader(const Json& json, absl::string_view source)
       : json_(json), source_(source) {}
 
-  // A positive integer; `fallback` when the key is absent or null (nullopt
-  // makes it required).
+  // A positive integer up to `maximum`; `fallback` when the key is absent or
+  // null (nullopt makes it required).
   absl::StatusOr<int64_t> PositiveInt(const char* key,
-                                      std::optional<int64_t> fallback) {
+                                      std::optional<int64_t> fallback,
+                                      int64_t maximum = 1'000'000) {
     LORA_ASSIGN_OR_RETURN(int64_t value, Int(key, fallback));
     if (value <= 0) return Error(key, "expected a positive integer", value);
+    if (value > maximum) {
+      return Error(key, absl::StrCat("expected at most ", maximum), value);
+    }
     return value;
+  }
+
+  // Options that change the architecture in ways this implementation does
+  // not: they must be absent or hold Hugging Face's default.
+  absl::Status RequireDefault(const char* key, const Json& expected) {
+    const Json* value = Find(key);
+    if (value == nullptr || *value == expected) return absl::OkStatus();
+    return Error(key,
+                 absl::StrCat("only ", expected.dump(),
+                              " is supported (the architecture would differ)"),
+                 JsonExcerpt(*value));
   }
 
   absl::StatusOr<int64_t> Int(const char* key,
@@ -40,7 +56,7 @@ class FieldReader {
       return Missing(key);
     }
     if (!value->is_number_integer()) {
-      return Error(key, "expected an integer", value->dump());
+      return Error(key, "expected an integer", JsonExcerpt(*value));
     }
     return value->get<int64_t>();
   }
@@ -65,7 +81,7 @@ class FieldReader {
     const Json* value = Find(key);
     if (value == nullptr) return fallback;
     if (!value->is_string()) {
-      return Error(key, "expected a string", value->dump());
+      return Error(key, "expected a string", JsonExcerpt(*value));
     }
     return value->get<std::string>();
   }
@@ -88,7 +104,7 @@ class FieldReader {
     const Json* value = Find(key);
     if (value == nullptr) return fallback;
     if (!value->is_number()) {
-      return Error(key, "expected a number", value->dump());
+      return Error(key, "expected a number", JsonExcerpt(*value));
     }
     return value->get<double>();
   }
@@ -105,10 +121,15 @@ class FieldReader {
 absl::StatusOr<ModelConfig> ParseRoberta(FieldReader& fields) {
   ModelConfig config;
   config.architecture = Architecture::kRoberta;
-  LORA_ASSIGN_OR_RETURN(config.vocab_size,
-                        fields.PositiveInt("vocab_size", std::nullopt));
+  LORA_RETURN_IF_ERROR(
+      fields.RequireDefault("position_embedding_type", "absolute"));
+  LORA_RETURN_IF_ERROR(fields.RequireDefault("is_decoder", false));
+  LORA_RETURN_IF_ERROR(fields.RequireDefault("add_cross_attention", false));
+  LORA_ASSIGN_OR_RETURN(
+      config.vocab_size,
+      fields.PositiveInt("vocab_size", std::nullopt, 10'000'000));
   LORA_ASSIGN_OR_RETURN(config.hidden_size,
-                        fields.PositiveInt("hidden_size", std::nullopt));
+                        fields.PositiveInt("hidden_size", std::nullopt, 65536));
   LORA_ASSIGN_OR_RETURN(config.num_hidden_layers,
                         fields.PositiveInt("num_hidden_layers", std::nullopt));
   LORA_ASSIGN_OR_RETURN(
@@ -167,12 +188,17 @@ absl::StatusOr<ModelConfig> ParseRoberta(FieldReader& fields) {
 absl::StatusOr<ModelConfig> ParseGpt2(FieldReader& fields) {
   ModelConfig config;
   config.architecture = Architecture::kGpt2;
+  LORA_RETURN_IF_ERROR(fields.RequireDefault("scale_attn_weights", true));
+  LORA_RETURN_IF_ERROR(
+      fields.RequireDefault("scale_attn_by_inverse_layer_idx", false));
+  LORA_RETURN_IF_ERROR(fields.RequireDefault("reorder_and_upcast_attn", false));
   // Defaults below are Hugging Face's GPT2Config defaults.
   LORA_ASSIGN_OR_RETURN(config.vocab_size,
-                        fields.PositiveInt("vocab_size", 50257));
+                        fields.PositiveInt("vocab_size", 50257, 10'000'000));
   LORA_ASSIGN_OR_RETURN(config.max_position_embeddings,
                         fields.PositiveInt("n_positions", 1024));
-  LORA_ASSIGN_OR_RETURN(config.hidden_size, fields.PositiveInt("n_embd", 768));
+  LORA_ASSIGN_OR_RETURN(config.hidden_size,
+                        fields.PositiveInt("n_embd", 768, 65536));
   LORA_ASSIGN_OR_RETURN(config.num_hidden_layers,
                         fields.PositiveInt("n_layer", 12));
   LORA_ASSIGN_OR_RETURN(config.num_attention_heads,
@@ -271,14 +297,19 @@ std::string ArchitectureName(Architecture architecture) {
 
 absl::StatusOr<ModelConfig> ParseModelConfigJson(absl::string_view json_text,
                                                  absl::string_view source) {
+  // Real configs nest at most a few levels (id2label, task_specific_params).
+  if (JsonNestingDepth(json_text) > 8) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(source, ": JSON nests too deeply for a model config"));
+  }
   Json json = Json::parse(json_text.begin(), json_text.end(),
                           /*cb=*/nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded()) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": not valid JSON"));
   }
   if (!json.is_object()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(source, ": expected a JSON object, got ", json.dump()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        source, ": expected a JSON object, got ", JsonExcerpt(json)));
   }
   FieldReader fields(json, source);
   LORA_ASSIGN_OR_RETURN(std::string model_type,

@@ -10,9 +10,10 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
 #include "base/file_util.h"
+#include "base/json_util.h"
 #include "base/status_macros.h"
+#include "lora_core/safetensors.h"
 
 namespace lora::core {
 namespace {
@@ -22,15 +23,20 @@ using Json = nlohmann::json;
 constexpr char kLoraA[] = ".lora_A.weight";
 constexpr char kLoraB[] = ".lora_B.weight";
 
-std::string ShapeText(at::IntArrayRef shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+// Whether the adapter's task type loads onto the bare backbone class
+// (PEFT's FEATURE_EXTRACTION loads onto AutoModel, whose module paths have
+// no "roberta." / "transformer." prefix).
+bool ExportsBareBackbone(HeadKind head) {
+  return head != HeadKind::kRobertaClassification &&
+         head != HeadKind::kGpt2LanguageModel;
 }
 
-// Module paths in adapter keys are the Hugging Face model's: a bare model
-// has no backbone prefix.
+// Module paths in adapter keys are those of the Hugging Face class the task
+// type loads onto.
 std::string ToPeftPath(const TaskModel& model, const std::string& path) {
   const std::string prefix = BackbonePrefix(model.config().architecture);
-  if (model.spec().head == HeadKind::kNone && absl::StartsWith(path, prefix)) {
+  if (ExportsBareBackbone(model.spec().head) &&
+      absl::StartsWith(path, prefix)) {
     return path.substr(prefix.size());
   }
   return path;
@@ -122,10 +128,11 @@ std::string PeftAdapterConfigToJson(const PeftAdapterConfig& config) {
 
 absl::StatusOr<PeftAdapterConfig> ParsePeftAdapterConfig(
     const std::string& json_text, const std::string& source) {
-  Json json = Json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   auto error = [&source](auto&&... parts) {
     return absl::InvalidArgumentError(absl::StrCat(source, ": ", parts...));
   };
+  if (JsonNestingDepth(json_text) > 8) return error("JSON nests too deeply");
+  Json json = Json::parse(json_text, nullptr, /*allow_exceptions=*/false);
   if (json.is_discarded() || !json.is_object()) {
     return error("not a JSON object");
   }
@@ -141,16 +148,23 @@ absl::StatusOr<PeftAdapterConfig> ParsePeftAdapterConfig(
     if (!json.contains("r") || !json["r"].is_number_integer() ||
         json["r"].get<int64_t>() < 1) {
       return error("r: expected an integer >= 1, got ",
-                   json.contains("r") ? json["r"].dump() : "nothing");
+                   json.contains("r") ? JsonExcerpt(json["r"]) : "nothing");
     }
     config.r = json["r"].get<int64_t>();
     if (!json.contains("lora_alpha") || !json["lora_alpha"].is_number()) {
-      return error(
-          "lora_alpha: expected a number, got ",
-          json.contains("lora_alpha") ? json["lora_alpha"].dump() : "nothing");
+      return error("lora_alpha: expected a number, got ",
+                   json.contains("lora_alpha") ? JsonExcerpt(json["lora_alpha"])
+                                               : "nothing");
     }
     config.lora_alpha = json["lora_alpha"].get<double>();
     config.lora_dropout = json.value("lora_dropout", 0.0);
+    if (!(config.lora_dropout >= 0.0 && config.lora_dropout < 1.0)) {
+      return error("lora_dropout: expected a probability in [0, 1), got ",
+                   config.lora_dropout);
+    }
+    if (!std::isfinite(config.lora_alpha)) {
+      return error("lora_alpha: expected a finite number");
+    }
     const Json& targets = json.value("target_modules", Json::array());
     if (targets.is_string()) {
       config.target_modules = {targets.get<std::string>()};
@@ -158,7 +172,7 @@ absl::StatusOr<PeftAdapterConfig> ParsePeftAdapterConfig(
       config.target_modules = targets.get<std::vector<std::string>>();
     } else {
       return error("target_modules: expected a list of names, got ",
-                   targets.dump());
+                   JsonExcerpt(targets));
     }
     config.bias = json.value("bias", "none");
     config.fan_in_fan_out = json.value("fan_in_fan_out", false);
@@ -244,6 +258,7 @@ absl::StatusOr<PeftAdapter> MakePeftAdapter(const TaskModel& model) {
         adapter.own_head[key] = value;
       }
     } else if (absl::StrContains(key, ".pooler.") &&
+               !absl::StrContains(key, "lora_") &&
                spec.head == HeadKind::kLinearOnPooler) {
       adapter.own_head[key] = value;  // Random in real checkpoints: keep it.
     } else if (spec.bias != "none" && absl::EndsWith(key, "bias") &&
@@ -310,7 +325,13 @@ absl::Status ApplyPeftAdapter(const PeftAdapter& adapter, TaskModel& model) {
   }
   std::map<std::string, LoraLinear> layers;
   for (auto& [path, layer] : model.LinearLayers()) {
-    layers.emplace(ToPeftPath(model, path), layer);
+    // Keys may name modules with or without the backbone prefix (the bare
+    // class's paths or the task class's): accept both.
+    layers.emplace(path, layer);
+    const std::string backbone = BackbonePrefix(model.config().architecture);
+    if (absl::StartsWith(path, backbone)) {
+      layers.emplace(path.substr(backbone.size()), layer);
+    }
   }
   auto parameters = model.named_parameters();
   const std::string prefix = BackbonePrefix(model.config().architecture);
@@ -359,9 +380,15 @@ absl::Status ApplyPeftAdapter(const PeftAdapter& adapter, TaskModel& model) {
                      " do not fit a layer of ", options.in_features(), " -> ",
                      options.out_features());
       }
+      if (a.size(0) < 1) {
+        return error("\"", path, "\": LoRA rank must be >= 1, got ", a.size(0));
+      }
       double alpha = adapter.config.lora_alpha;
       for (const auto& [pattern, value] : adapter.config.alpha_pattern) {
         if (PatternMatches(path, pattern)) alpha = value;
+      }
+      if (!std::isfinite(alpha)) {
+        return error("\"", path, "\": lora_alpha is not finite");
       }
       plans.push_back(Plan{layer->second, a, b->second, alpha});
       adapted_paths.insert(path);

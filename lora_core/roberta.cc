@@ -1,18 +1,12 @@
 #include "lora_core/roberta.h"
 
+#include "lora_core/transformer_ops.h"
+
 namespace lora::core {
 namespace {
 
-// An empty module that only gives its children a name prefix
-// ("attention", "encoder", ...), so parameter names equal HF's keys.
-std::shared_ptr<torch::nn::Module> Scope(torch::nn::Module& parent,
-                                         const std::string& name) {
-  return parent.register_module(name, std::make_shared<torch::nn::Module>());
-}
-
-torch::nn::LayerNorm MakeLayerNorm(const ModelConfig& config) {
-  return torch::nn::LayerNorm(torch::nn::LayerNormOptions({config.hidden_size})
-                                  .eps(config.layer_norm_eps));
+torch::nn::LayerNorm LayerNormFor(const ModelConfig& config) {
+  return MakeLayerNorm(config.hidden_size, config.layer_norm_eps);
 }
 
 torch::nn::Dropout MakeDropout(double p) {
@@ -30,25 +24,25 @@ at::Tensor RobertaPositionIds(const at::Tensor& input_ids,
 RobertaLayerImpl::RobertaLayerImpl(const ModelConfig& config)
     : heads_(config.num_attention_heads), activation_(config.hidden_act) {
   const int64_t h = config.hidden_size, i = config.intermediate_size;
-  auto attention = Scope(*this, "attention");
-  auto self = Scope(*attention, "self");
+  auto attention = RegisterScope(*this, "attention");
+  auto self = RegisterScope(*attention, "self");
   query = self->register_module("query", LoraLinear(h, h));
   key = self->register_module("key", LoraLinear(h, h));
   value = self->register_module("value", LoraLinear(h, h));
   attention_dropout_ = self->register_module(
       "dropout", MakeDropout(config.attention_probs_dropout_prob));
-  auto attention_output = Scope(*attention, "output");
+  auto attention_output = RegisterScope(*attention, "output");
   attention_output_dense =
       attention_output->register_module("dense", LoraLinear(h, h));
   attention_output_norm =
-      attention_output->register_module("LayerNorm", MakeLayerNorm(config));
+      attention_output->register_module("LayerNorm", LayerNormFor(config));
   hidden_dropout_ = attention_output->register_module(
       "dropout", MakeDropout(config.hidden_dropout_prob));
-  auto intermediate = Scope(*this, "intermediate");
+  auto intermediate = RegisterScope(*this, "intermediate");
   intermediate_dense = intermediate->register_module("dense", LoraLinear(h, i));
-  auto output = Scope(*this, "output");
+  auto output = RegisterScope(*this, "output");
   output_dense = output->register_module("dense", LoraLinear(i, h));
-  output_norm = output->register_module("LayerNorm", MakeLayerNorm(config));
+  output_norm = output->register_module("LayerNorm", LayerNormFor(config));
 }
 
 at::Tensor RobertaLayerImpl::forward(const at::Tensor& hidden,
@@ -72,7 +66,7 @@ RobertaModelImpl::RobertaModelImpl(const ModelConfig& config,
               "RobertaModel needs a roberta config, got ",
               ArchitectureName(config.architecture));
   const int64_t h = config.hidden_size;
-  auto embeddings = Scope(*this, "embeddings");
+  auto embeddings = RegisterScope(*this, "embeddings");
   word_embeddings = embeddings->register_module(
       "word_embeddings",
       torch::nn::Embedding(torch::nn::EmbeddingOptions(config.vocab_size, h)
@@ -86,16 +80,16 @@ RobertaModelImpl::RobertaModelImpl(const ModelConfig& config,
       "token_type_embeddings", torch::nn::Embedding(torch::nn::EmbeddingOptions(
                                    config.type_vocab_size, h)));
   embeddings_norm =
-      embeddings->register_module("LayerNorm", MakeLayerNorm(config));
+      embeddings->register_module("LayerNorm", LayerNormFor(config));
   embedding_dropout_ = embeddings->register_module(
       "dropout", MakeDropout(config.embedding_dropout_prob));
-  auto encoder = Scope(*this, "encoder");
+  auto encoder = RegisterScope(*this, "encoder");
   layers = encoder->register_module("layer", torch::nn::ModuleList());
   for (int64_t n = 0; n < config.num_hidden_layers; ++n) {
     layers->push_back(RobertaLayer(config));
   }
   if (add_pooling_layer) {
-    auto pooler = Scope(*this, "pooler");
+    auto pooler = RegisterScope(*this, "pooler");
     pooler_dense = pooler->register_module("dense", LoraLinear(h, h));
   }
   init_weights();
@@ -107,6 +101,9 @@ void RobertaModelImpl::init_weights() {
 
 at::Tensor RobertaModelImpl::forward(const at::Tensor& input_ids,
                                      const at::Tensor& attention_mask) {
+  TORCH_CHECK(input_ids.size(1) <= LongestUsableSequence(config_),
+              "sequence of ", input_ids.size(1), " tokens exceeds the ",
+              LongestUsableSequence(config_), " that ", config_.name, " takes");
   at::Tensor positions = RobertaPositionIds(input_ids, config_.pad_token_id);
   at::Tensor hidden = word_embeddings->forward(input_ids) +
                       position_embeddings->forward(positions) +
@@ -147,7 +144,7 @@ RobertaLmHeadImpl::RobertaLmHeadImpl(const ModelConfig& config,
     : word_embeddings_(std::move(word_embeddings)) {
   dense = register_module("dense",
                           LoraLinear(config.hidden_size, config.hidden_size));
-  layer_norm = register_module("layer_norm", MakeLayerNorm(config));
+  layer_norm = register_module("layer_norm", LayerNormFor(config));
   bias = register_parameter("bias", at::zeros({config.vocab_size}));
   InitTransformerWeights(*this, config.initializer_range);
 }

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/file_util.h"
+#include "base/json_util.h"
 #include "base/status_macros.h"
 
 namespace lora::core {
@@ -34,10 +35,6 @@ absl::StatusOr<DType> ParseDType(absl::string_view name) {
   }
   return absl::InvalidArgumentError(absl::StrCat(
       "unsupported dtype \"", name, "\" (supported: F32, F16, BF16, I64)"));
-}
-
-std::string ShapeText(const std::vector<int64_t>& shape) {
-  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
 
 uint64_t ReadLittleEndian64(const char* bytes) {
@@ -81,6 +78,10 @@ Json ParseRejectingDuplicateKeys(absl::string_view text,
 }
 
 }  // namespace
+
+std::string ShapeText(absl::Span<const int64_t> shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
 
 std::string DTypeName(DType dtype) {
   switch (dtype) {
@@ -185,6 +186,11 @@ absl::Status SafetensorsReader::Parse(absl::string_view bytes) {
   const uint8_t* data =
       reinterpret_cast<const uint8_t*>(bytes.data()) + 8 + header_length;
 
+  // {"name": {"shape": [...]}} nests three levels; anything deeper is not a
+  // header, and parsing it could exhaust the stack.
+  if (const int depth = JsonNestingDepth(header_text); depth > 3) {
+    return error("header nests ", depth, " levels deep (a header has 3)");
+  }
   std::string duplicate;
   Json header = ParseRejectingDuplicateKeys(header_text, &duplicate);
   if (header.is_discarded()) return error("header is not valid JSON");
@@ -240,14 +246,14 @@ absl::Status SafetensorsReader::Parse(absl::string_view bytes) {
     uint64_t elements = 1;
     for (const Json& dim : *shape) {
       if (!dim.is_number_unsigned()) {
-        return tensor_error("shape ", shape->dump(),
+        return tensor_error("shape ", JsonExcerpt(*shape),
                             " has a dimension that is not a non-negative "
                             "integer");
       }
       const uint64_t extent = dim.get<uint64_t>();
       if (extent != 0 &&
           elements > std::numeric_limits<int64_t>::max() / extent) {
-        return tensor_error("shape ", shape->dump(), " is too large");
+        return tensor_error("shape ", JsonExcerpt(*shape), " is too large");
       }
       elements *= extent;
       entry.tensor.shape.push_back(static_cast<int64_t>(extent));
@@ -272,7 +278,7 @@ absl::Status SafetensorsReader::Parse(absl::string_view bytes) {
     }
     const int64_t element_size = DTypeSize(entry.tensor.dtype);
     if (elements > std::numeric_limits<uint64_t>::max() / element_size) {
-      return tensor_error("shape ", shape->dump(), " is too large");
+      return tensor_error("shape ", JsonExcerpt(*shape), " is too large");
     }
     const uint64_t expected = elements * element_size;
     if (entry.end - entry.begin != expected) {

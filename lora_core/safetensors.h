@@ -27,6 +27,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/types/span.h"
 
 namespace lora::core {
 
@@ -36,6 +37,9 @@ enum class DType { kF32, kF16, kBF16, kI64 };
 std::string DTypeName(DType dtype);
 // Bytes per element.
 int64_t DTypeSize(DType dtype);
+
+// "[2, 3]": a shape as error messages show it.
+std::string ShapeText(absl::Span<const int64_t> shape);
 
 // The largest header the reader accepts (as the reference implementation).
 inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;

@@ -65,7 +65,12 @@ class Reader {
   }
   bool Examples(std::vector<TokenizedExample>* examples) {
     int64_t count;
-    if (!Int(&count) || count < 0) return false;
+    // Each example takes at least four int64s: a damaged count must not
+    // make us allocate more than the file could hold.
+    if (!Int(&count) || count < 0 ||
+        static_cast<uint64_t>(count) > Remaining() / (4 * sizeof(int64_t))) {
+      return false;
+    }
     examples->resize(count);
     for (TokenizedExample& example : *examples) {
       int64_t size;
@@ -83,6 +88,7 @@ class Reader {
     return true;
   }
   bool Done() const { return offset_ == bytes_.size(); }
+  size_t Remaining() const { return bytes_.size() - offset_; }
   bool SkipHeader() {
     const size_t length = std::strlen(kCacheFormat);
     if (bytes_.substr(0, length) != kCacheFormat) return false;
@@ -116,14 +122,17 @@ bool Deserialize(absl::string_view bytes, TaskData* data) {
   int64_t groups;
   if (!reader.SkipHeader() || !reader.Examples(&data->train) ||
       !reader.Examples(&data->validation) || !reader.Int(&groups) ||
-      groups < 0) {
+      groups < 0 ||
+      static_cast<uint64_t>(groups) > reader.Remaining() / sizeof(int64_t)) {
     return false;
   }
   data->validation_references.resize(groups);
   for (E2eExample& example : data->validation_references) {
     int64_t references;
     if (!reader.String(&example.meaning_representation) ||
-        !reader.Int(&references) || references < 0) {
+        !reader.Int(&references) || references < 0 ||
+        static_cast<uint64_t>(references) >
+            reader.Remaining() / sizeof(int64_t)) {
       return false;
     }
     example.references.resize(references);

@@ -10,6 +10,8 @@
 #include "absl/strings/strip.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
+#include "lora_core/splitmix64.h"
+#include "lora_core/utf8.h"
 
 namespace lora::core {
 namespace {
@@ -33,24 +35,6 @@ absl::StatusOr<std::string> ReadNonEmptyUtf8(const std::string& path) {
   return text;
 }
 
-// A small, portable generator (splitmix64): the same numbers on every
-// platform and standard library, unlike std::uniform_int_distribution.
-class SplitMix64 {
- public:
-  explicit SplitMix64(uint64_t seed) : state_(seed) {}
-  uint64_t Next() {
-    uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  }
-  // Uniform in [0, n).
-  uint64_t Below(uint64_t n) { return Next() % n; }
-
- private:
-  uint64_t state_;
-};
-
 template <typename T>
 const T& Pick(const std::vector<T>& items, SplitMix64& random) {
   return items[random.Below(items.size())];
@@ -59,37 +43,12 @@ const T& Pick(const std::vector<T>& items, SplitMix64& random) {
 }  // namespace
 
 absl::Status CheckUtf8(absl::string_view text, const std::string& source) {
-  size_t i = 0;
-  while (i < text.size()) {
-    const unsigned char lead = static_cast<unsigned char>(text[i]);
-    size_t length = lead < 0x80           ? 1
-                    : (lead >> 5) == 0x6  ? 2
-                    : (lead >> 4) == 0xE  ? 3
-                    : (lead >> 3) == 0x1E ? 4
-                                          : 0;
-    bool valid = length > 0 && i + length <= text.size();
-    uint32_t value = length == 1   ? lead
-                     : length == 2 ? (lead & 0x1F)
-                     : length == 3 ? (lead & 0x0F)
-                                   : (lead & 0x07);
-    for (size_t k = 1; valid && k < length; ++k) {
-      const unsigned char next = static_cast<unsigned char>(text[i + k]);
-      valid = (next >> 6) == 0x2;
-      value = (value << 6) | (next & 0x3F);
-    }
-    static constexpr uint32_t kMinimum[5] = {0, 0, 0x80, 0x800, 0x10000};
-    if (valid && length > 1) {
-      valid = value >= kMinimum[length] && value <= 0x10FFFF &&
-              !(value >= 0xD800 && value <= 0xDFFF);
-    }
-    if (!valid) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          source, ":", LineAt(text, i), ": invalid UTF-8 (byte 0x",
-          absl::Hex(lead, absl::kZeroPad2), " at offset ", i, ")"));
-    }
-    i += length;
-  }
-  return absl::OkStatus();
+  const size_t bad = FirstInvalidUtf8(text);
+  if (bad == absl::string_view::npos) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      source, ":", LineAt(text, bad), ": invalid UTF-8 (byte 0x",
+      absl::Hex(static_cast<unsigned char>(text[bad]), absl::kZeroPad2),
+      " at offset ", bad, ")"));
 }
 
 absl::StatusOr<std::vector<CsvRecord>> ParseCsv(absl::string_view text,
@@ -243,11 +202,10 @@ absl::StatusOr<std::vector<std::string>> ReadCorpusDocuments(
     return std::vector<std::string>{
         std::string(absl::StripPrefix(text, kUtf8Bom))};
   }
-  LORA_ASSIGN_OR_RETURN(std::vector<CsvRecord> records, ParseCsv(text, path));
+  // The Pang & Lee reviews CSV: "label","text" rows like the sentences.
+  LORA_ASSIGN_OR_RETURN(std::vector<LabeledText> rows, ReadPolarityCsv(path));
   std::vector<std::string> documents;
-  for (const CsvRecord& record : records) {
-    documents.push_back(record.fields.back());
-  }
+  for (LabeledText& row : rows) documents.push_back(std::move(row.text));
   return documents;
 }
 
@@ -261,6 +219,7 @@ std::vector<std::vector<int64_t>> PackLanguageModelBlocks(
     stream.push_back(tokenizer.eos_id());
   }
   std::vector<std::vector<int64_t>> blocks;
+  if (block_size < 1) return blocks;
   for (size_t start = 0; start + block_size <= stream.size();
        start += block_size) {
     blocks.emplace_back(stream.begin() + start,
@@ -531,7 +490,7 @@ std::vector<TokenizedExample> TokenizeE2e(
                                target.end());
       example.input_ids.push_back(tokenizer.eos_id());
       if (static_cast<int64_t>(example.input_ids.size()) > max_length) {
-        example.input_ids.resize(max_length);
+        example.input_ids.resize(std::max<int64_t>(max_length, 1));
       }
       example.prompt_length =
           std::min<int64_t>(prompt.size(), example.input_ids.size());

@@ -70,8 +70,9 @@ struct LabeledSplits {
 // The documented polarity split (i % 4 == 3 is validation).
 LabeledSplits SplitPolarity(const std::vector<LabeledText>& rows);
 
-// The text column of every row of a CSV whose last column is text (the Pang
-// & Lee full reviews), or the whole file for anything else, as documents.
+// Documents of a language-model corpus: for a .csv file, the text of every
+// "label","text" row in the Pang & Lee format (validated as ReadPolarityCsv
+// does); for anything else, the whole file as one document.
 absl::StatusOr<std::vector<std::string>> ReadCorpusDocuments(
     const std::string& path);
 

@@ -50,6 +50,16 @@ at::Tensor MultiHeadAttention(const at::Tensor& q, const at::Tensor& k,
   return context.transpose(1, 2).reshape({batch, seq, hidden});
 }
 
+std::shared_ptr<torch::nn::Module> RegisterScope(torch::nn::Module& parent,
+                                                 const std::string& name) {
+  return parent.register_module(name, std::make_shared<torch::nn::Module>());
+}
+
+torch::nn::LayerNorm MakeLayerNorm(int64_t hidden_size, double eps) {
+  return torch::nn::LayerNorm(
+      torch::nn::LayerNormOptions({hidden_size}).eps(eps));
+}
+
 void InitTransformerWeights(torch::nn::Module& module, double std) {
   torch::NoGradGuard no_grad;
   // modules(include_self=true) needs the module to be owned by a shared_ptr

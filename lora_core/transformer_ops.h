@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/dropout.h>
+#include <torch/nn/modules/normalization.h>
 
 #include <string>
 
@@ -32,6 +33,15 @@ at::Tensor MultiHeadAttention(const at::Tensor& q, const at::Tensor& k,
                               const at::Tensor& v, int64_t heads,
                               const at::Tensor& mask,
                               torch::nn::Dropout& dropout);
+
+// Registers an empty module under `name` in `parent`: it only gives its
+// children a name prefix ("attention", "encoder", "attn", ...) so that
+// parameter names equal Hugging Face's state-dict keys.
+std::shared_ptr<torch::nn::Module> RegisterScope(torch::nn::Module& parent,
+                                                 const std::string& name);
+
+// LayerNorm over `hidden_size` with epsilon `eps`.
+torch::nn::LayerNorm MakeLayerNorm(int64_t hidden_size, double eps);
 
 // Hugging Face's _init_weights for every submodule of `module`: linear
 // weights (LoraLinear base weights, Embedding and Linear) N(0, std), biases

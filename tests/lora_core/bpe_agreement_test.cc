@@ -13,6 +13,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -22,6 +23,7 @@
 #include "gtest/gtest.h"
 #include "lora_core/assets.h"
 #include "lora_core/bpe_tokenizer.h"
+#include "lora_core/text_datasets.h"
 
 namespace lora::core {
 namespace {
@@ -104,10 +106,14 @@ std::vector<std::string> RandomUnicodeLines(size_t count) {
 
 std::vector<std::string> Corpus() {
   std::vector<std::string> lines;
-  // Pang & Lee: the raw CSV lines ("label","text"), quotes and all.
-  for (const std::string& line :
-       ReadLines(*AssetPath("polarity/pang_lee_sentences.csv"), 1500)) {
-    lines.push_back(line);
+  // Pang & Lee: the sentences of the first 1,500 records.
+  const absl::StatusOr<std::vector<LabeledText>> rows =
+      ReadPolarityCsv(*AssetPath("polarity/pang_lee_sentences.csv"));
+  EXPECT_TRUE(rows.ok()) << rows.status();
+  for (const LabeledText& row :
+       rows.ok() ? *rows : std::vector<LabeledText>()) {
+    if (lines.size() == 1500) break;
+    lines.push_back(row.text);
   }
   for (const std::string& line :
        ReadLines(*AssetPath("moby_dick/moby_dick.txt"), 800)) {
@@ -172,7 +178,7 @@ TEST(BpeAgreementTest, MatchesNodePackageAndOriginalAlgorithm) {
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
 
   const std::vector<std::string> lines = Corpus();
-  ASSERT_GE(lines.size(), 2000u);
+  ASSERT_GE(std::set<std::string>(lines.begin(), lines.end()).size(), 2000u);
   const std::string lines_path =
       absl::StrCat(std::getenv("TEST_TMPDIR"), "/lines.json");
   std::ofstream(lines_path) << Json(lines).dump();

@@ -164,6 +164,17 @@ TEST(BpeTokenizerTest, BadFilesNameFileAndLine) {
                                         *AssetPath("gpt2/vocab.bpe"));
   EXPECT_THAT(std::string(tokenizer.status().message()),
               HasSubstr("vocab.json: special token <pad> is missing"));
+  std::ofstream(dir + "/huge.json") << R"({"a": 0, "b": 1000000000000})";
+  tokenizer =
+      BpeTokenizer::LoadGpt2(dir + "/huge.json", *AssetPath("gpt2/vocab.bpe"));
+  EXPECT_THAT(std::string(tokenizer.status().message()),
+              HasSubstr("huge.json: token \"b\" has id 1000000000000; ids "
+                        "must be 0 .. 1"));
+  std::ofstream(dir + "/twice.json") << R"({"a": 0, "b": 0})";
+  tokenizer =
+      BpeTokenizer::LoadGpt2(dir + "/twice.json", *AssetPath("gpt2/vocab.bpe"));
+  EXPECT_THAT(std::string(tokenizer.status().message()),
+              HasSubstr("twice.json: id 0 is given to more than one token"));
   std::ofstream(dir + "/broken.json") << "[1, 2]";
   tokenizer = BpeTokenizer::LoadGpt2(dir + "/broken.json",
                                      *AssetPath("gpt2/vocab.bpe"));

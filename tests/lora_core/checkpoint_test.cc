@@ -12,6 +12,8 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "lora_core/hf_checkpoint.h"
+#include "lora_core/lora_linear.h"
+#include "lora_core/model_config.h"
 #include "lora_core/peft_adapter.h"
 #include "lora_core/tensor_io.h"
 #include "lora_core/torch_runtime.h"
@@ -68,6 +70,22 @@ at::Tensor Logits(TaskModel& model) {
   at::Tensor mask = at::ones_like(ids);
   mask[1].narrow(0, 7, 3).zero_();
   return model.forward(ids, mask).logits;
+}
+
+// Saves the trained model's backbone the way a real base checkpoint looks:
+// no task head, no pooler, no LoRA.
+void SaveBareBase(const TaskModel& model, const std::string& directory) {
+  std::filesystem::create_directories(directory);
+  NamedTensors bare;
+  for (const auto& [key, tensor] : HuggingFaceStateDict(model, false)) {
+    if (!IsHeadParameter(key) && key.find(".pooler.") == std::string::npos) {
+      bare[key] = tensor;
+    }
+  }
+  ASSERT_TRUE(SaveSafetensors(directory + "/model.safetensors", bare).ok());
+  ASSERT_TRUE(WriteFileAtomically(directory + "/config.json",
+                                  ModelConfigToJson(model.config()))
+                  .ok());
 }
 
 class CheckpointTest : public ::testing::Test {
@@ -127,11 +145,14 @@ TEST_F(CheckpointTest, PeftRoundTripGivesIdenticalOutputs) {
   Perturb(*trained, 1);
   const std::string dir = TempDir("peft_round_trip");
   ASSERT_TRUE(ExportPeftAdapter(*trained, dir).ok());
-  // The base weights travel as a checkpoint, the adapter separately.
-  ASSERT_TRUE(SavePretrained(*trained, dir + "/base", false).ok());
+  // The base travels as a checkpoint without the head; the adapter brings
+  // LoRA and the head (modules_to_save).
+  SaveBareBase(*trained, dir + "/base");
+  at::manual_seed(777);  // Another random head until the adapter arrives.
   absl::StatusOr<PretrainedModel> base = LoadPretrained(
       dir + "/base", Spec(HeadKind::kRobertaClassification, 0, {}));
   ASSERT_TRUE(base.ok()) << base.status();
+  EXPECT_FALSE(at::allclose(Logits(*base->model), Logits(*trained)));
   absl::StatusOr<PeftAdapter> adapter = ReadPeftAdapter(dir);
   ASSERT_TRUE(adapter.ok()) << adapter.status();
   ASSERT_TRUE(ApplyPeftAdapter(*adapter, *base->model).ok());
@@ -214,15 +235,96 @@ TEST_F(CheckpointTest, SeedHeadGoesToOwnFileWithItsPooler) {
   EXPECT_THAT(keys, ElementsAre("classifier.bias", "classifier.weight",
                                 "roberta.pooler.dense.bias",
                                 "roberta.pooler.dense.weight"));
-  // A fresh model with another seed (another random pooler) reproduces the
-  // trained outputs once the adapter and its head file are applied.
-  ASSERT_TRUE(SavePretrained(*trained, dir + "/base", false).ok());
+  // PEFT loads FEATURE_EXTRACTION adapters onto the bare model: keys carry
+  // no "roberta." prefix.
+  absl::StatusOr<NamedTensors> tensors =
+      LoadSafetensors(dir + "/adapter_model.safetensors");
+  ASSERT_TRUE(tensors.ok());
+  EXPECT_TRUE(tensors->count(
+      "base_model.model.encoder.layer.0.attention.self.query.lora_A.weight"));
+  for (const auto& [key, tensor] : *tensors) {
+    EXPECT_EQ(key.find("base_model.model.roberta."), std::string::npos) << key;
+  }
+  // A base without pooler and head (as real roberta-base) and another seed:
+  // only the head file can bring back the trained pooler and classifier.
+  SaveBareBase(*trained, dir + "/base");
   at::manual_seed(12345);
   absl::StatusOr<PretrainedModel> base =
       LoadPretrained(dir + "/base", Spec(HeadKind::kLinearOnPooler, 0, {}));
   ASSERT_TRUE(base.ok());
+  EXPECT_FALSE(at::allclose(Logits(*base->model), Logits(*trained)));
   ASSERT_TRUE(ApplyPeftAdapter(*ReadPeftAdapter(dir), *base->model).ok());
   EXPECT_TRUE(at::equal(Logits(*base->model), Logits(*trained)));
+}
+
+TEST_F(CheckpointTest, LoraOnThePoolerStaysOutOfTheHeadFile) {
+  std::shared_ptr<TaskModel> trained = Build(
+      "roberta-tiny", Spec(HeadKind::kLinearOnPooler, 2, {"query", "dense"}));
+  Perturb(*trained, 8);
+  absl::StatusOr<PeftAdapter> adapter = MakePeftAdapter(*trained);
+  ASSERT_TRUE(adapter.ok());
+  for (const auto& [key, tensor] : adapter->own_head) {
+    EXPECT_EQ(key.find("lora_"), std::string::npos) << key;
+  }
+  EXPECT_TRUE(
+      adapter->tensors.count("base_model.model.pooler.dense.lora_A.weight"));
+  // Same seed: the same random base, which the adapter does not carry.
+  std::shared_ptr<TaskModel> fresh =
+      Build("roberta-tiny", Spec(HeadKind::kLinearOnPooler, 0, {}));
+  ASSERT_TRUE(ApplyPeftAdapter(*adapter, *fresh).ok());
+  EXPECT_LE((Logits(*fresh) - Logits(*trained)).abs().max().item<double>(),
+            1e-6);
+}
+
+TEST_F(CheckpointTest, ApplyRejectsBadValuesBeforeChangingAnything) {
+  std::shared_ptr<TaskModel> trained = Build(
+      "roberta-tiny", Spec(HeadKind::kRobertaClassification, 2, {"query"}));
+  absl::StatusOr<PeftAdapter> adapter = MakePeftAdapter(*trained);
+  ASSERT_TRUE(adapter.ok());
+  PeftAdapter empty_rank = *adapter;
+  const std::string layer1 =
+      "base_model.model.roberta.encoder.layer.1.attention.self.query";
+  empty_rank.tensors[layer1 + ".lora_A.weight"] = at::zeros({0, 32});
+  empty_rank.tensors[layer1 + ".lora_B.weight"] = at::zeros({32, 0});
+  std::shared_ptr<TaskModel> fresh =
+      Build("roberta-tiny", Spec(HeadKind::kRobertaClassification, 0, {}));
+  EXPECT_THAT(std::string(ApplyPeftAdapter(empty_rank, *fresh).message()),
+              HasSubstr("LoRA rank must be >= 1, got 0"));
+  EXPECT_TRUE(fresh->LoraLayers().empty());
+  EXPECT_THAT(
+      std::string(ParsePeftAdapterConfig(
+                      R"({"peft_type": "LORA", "r": 2, "lora_alpha": 4,
+                          "lora_dropout": 1.5})",
+                      "a.json")
+                      .status()
+                      .message()),
+      HasSubstr("lora_dropout: expected a probability in [0, 1), got 1.5"));
+  EXPECT_THAT(std::string(ParsePeftAdapterConfig(std::string(100000, '[') +
+                                                     std::string(100000, ']'),
+                                                 "deep.json")
+                              .status()
+                              .message()),
+              HasSubstr("deep.json: JSON nests too deeply"));
+}
+
+TEST_F(CheckpointTest, ClonedMergedLayerIsNotMergedTwice) {
+  at::manual_seed(9);
+  LoraLinear layer(LoraLinearOptions(8, 8).rank(2).alpha(4));
+  {
+    torch::NoGradGuard no_grad;
+    layer->lora_B.normal_(0, 0.5);
+  }
+  layer->eval();
+  at::Tensor x = at::randn({3, 8});
+  at::Tensor expected = layer->forward(x);
+  layer->merge();
+  auto copy = std::dynamic_pointer_cast<LoraLinearImpl>(layer->clone());
+  ASSERT_NE(copy, nullptr);
+  EXPECT_TRUE(copy->merged());
+  copy->eval();
+  EXPECT_TRUE(at::allclose(copy->forward(x), expected, 1e-5, 1e-6));
+  copy->unmerge();
+  EXPECT_TRUE(at::allclose(copy->forward(x), expected, 1e-5, 1e-6));
 }
 
 TEST_F(CheckpointTest, MergedExportEqualsAdaptedModel) {

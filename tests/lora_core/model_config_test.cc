@@ -195,6 +195,17 @@ INSTANTIATE_TEST_SUITE_P(
                           "max_position_embeddings": 2})",
                       "pad_token_id: expected 0 <= pad_token_id < "
                       "max_position_embeddings - 1 = 1, got 1"},
+        BadConfigCase{R"({"model_type": "roberta",
+                          "position_embedding_type": "relative_key"})",
+                      "position_embedding_type: only \"absolute\" is "
+                      "supported (the architecture would differ), got "
+                      "\"relative_key\""},
+        BadConfigCase{R"({"model_type": "gpt2", "scale_attn_weights": false})",
+                      "scale_attn_weights: only true is supported"},
+        BadConfigCase{R"({"model_type": "gpt2", "n_embd": 100000000})",
+                      "n_embd: expected at most 65536, got 100000000"},
+        BadConfigCase{R"({"model_type": "gpt2", "x": [[[[[[[[[[1]]]]]]]]]]})",
+                      "JSON nests too deeply for a model config"},
         BadConfigCase{R"({"model_type": "roberta", "vocab_size": 100,
                           "hidden_size": 8, "num_hidden_layers": 1,
                           "num_attention_heads": 2, "intermediate_size": 16,

@@ -159,6 +159,15 @@ TEST(SafetensorsBadFileTest, HeaderNotAnObject) {
               HasSubstr("header is not a JSON object"));
 }
 
+TEST(SafetensorsBadFileTest, DeeplyNestedHeaderIsRejectedWithoutRecursion) {
+  // Millions of nested brackets would overflow a recursive parser's stack.
+  const std::string deep =
+      "{\"w\": {\"shape\": " + std::string(2'000'000, '[') +
+      std::string(2'000'000, ']') + "}}";
+  EXPECT_THAT(ParseError(FileBytes(deep, "")).message(),
+              HasSubstr("header nests 2000002 levels deep (a header has 3)"));
+}
+
 TEST(SafetensorsBadFileTest, DuplicateTensorName) {
   EXPECT_THAT(
       ParseError(

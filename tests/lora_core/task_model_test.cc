@@ -89,6 +89,8 @@ TEST_F(TaskModelTest, ModuleCountsEqualAnalyticCountsForEveryBuiltinConfig) {
 TEST_F(TaskModelTest, SeedFiguresComeOutOfTheModules) {
   const int64_t ranks[] = {1, 2, 4, 8};
   const int64_t trainable[] = {38'402, 75'266, 148'994, 296'450};
+  // The seed's "% of total": trainable over base + LoRA + head.
+  const char* const kPercent[] = {"0.031", "0.060", "0.119", "0.237"};
   for (int i = 0; i < 4; ++i) {
     std::shared_ptr<TaskModel> model = Build(
         Config("roberta-base"), Spec(HeadKind::kLinearOnPooler, ranks[i]));
@@ -97,6 +99,10 @@ TEST_F(TaskModelTest, SeedFiguresComeOutOfTheModules) {
     EXPECT_EQ(counts.lora, 36'864 * ranks[i]);
     EXPECT_EQ(counts.head, 1'538);
     EXPECT_EQ(counts.trainable, trainable[i]);
+    char percent[16];
+    std::snprintf(percent, sizeof(percent), "%.3f",
+                  100.0 * counts.trainable / counts.total);
+    EXPECT_STREQ(percent, kPercent[i]);
     if (ranks[i] == 4) EXPECT_EQ(counts.base + counts.lora, 124'793'088);
   }
   std::shared_ptr<TaskModel> gpt2 =
@@ -105,6 +111,7 @@ TEST_F(TaskModelTest, SeedFiguresComeOutOfTheModules) {
   std::shared_ptr<TaskModel> hf_head =
       Build(Config("roberta-base"), Spec(HeadKind::kRobertaClassification, 8));
   EXPECT_EQ(hf_head->CountModuleParameters().trainable, 887'042);
+  EXPECT_EQ(hf_head->CountModuleParameters().head, 592'130);
 }
 
 TEST_F(TaskModelTest, ParameterNamesAreHuggingFaceKeys) {

@@ -141,6 +141,25 @@ TEST(PolarityTest, MalformedRowsNameTheLine) {
       HasSubstr("p2.csv:1: expected 2 columns (\"label\",\"text\"), got 3"));
 }
 
+TEST(LanguageModelTest, CorpusCsvRowsAreValidated) {
+  absl::StatusOr<std::vector<std::string>> documents = ReadCorpusDocuments(
+      TempFile("reviews.csv", "\"1\",\"good film\"\n\"-1\",\"bad\"\n"));
+  ASSERT_TRUE(documents.ok()) << documents.status();
+  EXPECT_THAT(*documents, ElementsAre("good film", "bad"));
+  EXPECT_THAT(Message(ReadCorpusDocuments(
+                          TempFile("r1.csv", "\"1\",\"a\"\n\"2\",\"b\"\n"))
+                          .status()),
+              HasSubstr("r1.csv:2: label must be 1 or -1, got \"2\""));
+  EXPECT_THAT(
+      Message(ReadCorpusDocuments(TempFile("r2.csv", "just text\n")).status()),
+      HasSubstr("r2.csv:1: expected 2 columns"));
+  absl::StatusOr<std::vector<std::string>> plain =
+      ReadCorpusDocuments(TempFile("book.txt", "Call me Ishmael."));
+  ASSERT_TRUE(plain.ok());
+  EXPECT_THAT(*plain, ElementsAre("Call me Ishmael."));
+  EXPECT_TRUE(PackLanguageModelBlocks({"a b"}, Gpt2(), 0).empty());
+}
+
 TEST(LanguageModelTest, PacksDocumentsIntoBlocksWithEosBetween) {
   std::vector<std::vector<int64_t>> blocks =
       PackLanguageModelBlocks({"Hello world", "Hello world"}, Gpt2(), 3);
@@ -271,6 +290,14 @@ TEST(TaskDataTest, PolarityIsTokenisedOnceThenReadFromCache) {
   EXPECT_NE(shorter->cache_key, first->cache_key);
   EXPECT_FALSE(shorter->from_cache);
   std::ofstream(cache + "/" + shorter->cache_key + ".bin") << "garbage";
+  absl::StatusOr<TaskData> after_garbage = LoadTaskData(options, Roberta());
+  ASSERT_TRUE(after_garbage.ok());
+  EXPECT_FALSE(after_garbage->from_cache);
+  // A valid header with an absurd count must not allocate it.
+  std::string huge = "lora-sweep tokenised dataset v1\n";
+  const int64_t count = int64_t{1} << 60;
+  huge.append(reinterpret_cast<const char*>(&count), sizeof(count));
+  std::ofstream(cache + "/" + shorter->cache_key + ".bin") << huge;
   absl::StatusOr<TaskData> rebuilt = LoadTaskData(options, Roberta());
   ASSERT_TRUE(rebuilt.ok());
   EXPECT_FALSE(rebuilt->from_cache);
@@ -318,11 +345,24 @@ TEST(TaskDataTest, TextAndGeneratedE2eSplits) {
   EXPECT_EQ(data->train.size(), 300u);
   EXPECT_EQ(data->validation.size(), 60u);
   ASSERT_EQ(data->validation_references.size(), 20u);
-  std::set<std::string> train_mrs;
-  for (const E2eExample& example : GenerateE2e(120, e2e.e2e_seed)) {
-    train_mrs.insert(example.meaning_representation);
+  // Training and validation share no meaning representation.
+  std::set<int64_t> seen_groups;
+  for (const TokenizedExample& example : data->validation) {
+    seen_groups.insert(example.group);
   }
-  EXPECT_EQ(train_mrs.size(), 120u);
+  EXPECT_EQ(seen_groups.size(), 20u);
+  std::set<std::string> train_prompts;
+  for (const TokenizedExample& example : data->train) {
+    train_prompts.insert(Gpt2().Decode(std::vector<int64_t>(
+        example.input_ids.begin(),
+        example.input_ids.begin() + example.prompt_length)));
+  }
+  EXPECT_EQ(train_prompts.size(), 100u);
+  for (const E2eExample& example : data->validation_references) {
+    EXPECT_EQ(train_prompts.count(E2ePrompt(example.meaning_representation)),
+              0u)
+        << example.meaning_representation;
+  }
 }
 
 TEST(TaskDataTest, UnknownTaskAndMissingSst2Folder) {
