@@ -398,9 +398,10 @@ EncodedText BpeTokenizer::EncodeForModel(absl::string_view text,
   std::vector<int64_t> first = Encode(text), second = Encode(pair);
   const int64_t specials = mode_ == Mode::kRoberta ? 4 : 0;
   const int64_t room = std::max<int64_t>(max_length - specials, 0);
-  // Longest first: drop from the longer sequence until both fit.
+  // Longest first, as Hugging Face's "longest_first": drop from the longer
+  // sequence until both fit, from the second on a tie.
   while (static_cast<int64_t>(first.size() + second.size()) > room) {
-    if (first.size() >= second.size()) {
+    if (first.size() > second.size()) {
       first.pop_back();
     } else {
       second.pop_back();

@@ -148,6 +148,19 @@ TEST(BpeTokenizerTest, SentencePairsTruncateLongestFirst) {
   EXPECT_EQ(roberta.Decode(second), "x y");
 }
 
+TEST(BpeTokenizerTest, PairTruncationTiesCutTheSecondSequence) {
+  // 3 + 3 tokens into room for 5: on the tie the second loses one.
+  const std::vector<int64_t> ids =
+      DerivedRoberta().EncodeForModel("a b c", "x y z", 9).input_ids;
+  ASSERT_EQ(ids.size(), 9u);
+  EXPECT_EQ(DerivedRoberta().Decode(
+                std::vector<int64_t>(ids.begin() + 1, ids.begin() + 4)),
+            "a b c");
+  EXPECT_EQ(DerivedRoberta().Decode(
+                std::vector<int64_t>(ids.begin() + 6, ids.begin() + 8)),
+            "x y");
+}
+
 TEST(BpeTokenizerTest, BadFilesNameFileAndLine) {
   const std::string dir = std::getenv("TEST_TMPDIR");
   std::ofstream(dir + "/merges.txt") << "#version: 0.2\nĠ t\nbad-line\n";
