@@ -147,6 +147,51 @@ TEST_F(CrossImplementationTest, Gpt2WithLoraMatchesReference) {
   ExpectClose(out.logits, reference.outputs["logits"], "logits");
 }
 
+TEST_F(CrossImplementationTest, Gpt2QueryValueInsideFusedAttention) {
+  // loralib-style LoRA on the q and v thirds of c_attn only: the path PEFT
+  // cannot express, checked against the reference's own implementation.
+  const std::string dir = ReferenceDir("gpt2_lora_qv");
+  Reference reference = ReadReference(dir);
+  ModelSpec spec;
+  spec.head = HeadKind::kGpt2LanguageModel;
+  spec.lora.rank = 4;
+  spec.lora.alpha = 8;  // scaling 2, as the reference
+  spec.lora.target_modules = {"query", "value"};
+  at::manual_seed(0);
+  absl::StatusOr<PretrainedModel> loaded = LoadPretrained(dir, spec);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  absl::StatusOr<NamedTensors> lora =
+      LoadSafetensors(dir + "/lora_qv.safetensors");
+  ASSERT_TRUE(lora.ok()) << lora.status();
+  {
+    torch::NoGradGuard no_grad;
+    for (auto& [path, layer] : loaded->model->LoraLayers()) {
+      ASSERT_TRUE(lora->count(path + ".lora_A")) << path;
+      layer->lora_A.copy_(lora->at(path + ".lora_A"));
+      layer->lora_B.copy_(lora->at(path + ".lora_B"));
+    }
+  }
+  ASSERT_EQ(loaded->model->LoraLayers().size(), 2u);
+  loaded->model->eval();
+  TaskModelOutput out = loaded->model->forward(
+      reference.inputs["input_ids"], reference.inputs["attention_mask"]);
+  ExpectClose(out.logits, reference.outputs["logits"], "logits");
+  // And the rank-2r PEFT export computes the same.
+  absl::StatusOr<PeftAdapter> adapter = MakePeftAdapter(*loaded->model);
+  ASSERT_TRUE(adapter.ok());
+  ModelSpec plain;
+  plain.head = HeadKind::kGpt2LanguageModel;
+  absl::StatusOr<PretrainedModel> base = LoadPretrained(dir, plain);
+  ASSERT_TRUE(base.ok());
+  ASSERT_TRUE(ApplyPeftAdapter(*adapter, *base->model).ok());
+  base->model->eval();
+  ExpectClose(base->model
+                  ->forward(reference.inputs["input_ids"],
+                            reference.inputs["attention_mask"])
+                  .logits,
+              reference.outputs["logits"], "logits via PEFT export");
+}
+
 TEST_F(CrossImplementationTest, LoraChangesTheOutputs) {
   // Guards the two LoRA tests above against an adapter that does nothing.
   Reference plain = ReadReference(ReferenceDir("roberta"));

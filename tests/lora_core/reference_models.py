@@ -495,7 +495,7 @@ def roberta_inputs(cfg):
 # GPT-2.
 # ---------------------------------------------------------------------------
 
-def gpt2_block(p, cfg, i, h, mask_bias, lora):
+def gpt2_block(p, cfg, i, h, mask_bias, lora, qv=None):
     pre = f"transformer.h.{i}"
     eps = cfg["layer_norm_epsilon"]
     H, n_heads = cfg["n_embd"], cfg["n_head"]
@@ -508,6 +508,12 @@ def gpt2_block(p, cfg, i, h, mask_bias, lora):
     x = layer_norm(h, p[f"{pre}.ln_1.weight"], p[f"{pre}.ln_1.bias"], eps)
     qkv = conv("attn.c_attn", x)
     q, k, v = qkv.split(H, dim=-1)
+    if qv is not None:
+        # loralib's MergedLinear with enable_lora=[True, False, True]: separate
+        # low-rank updates of the query and value thirds of the fused c_attn.
+        a_q, b_q, a_v, b_v = qv[i]
+        q = q + torch.matmul(torch.matmul(x, a_q.t()), b_q.t()) * LORA_SCALING
+        v = v + torch.matmul(torch.matmul(x, a_v.t()), b_v.t()) * LORA_SCALING
     ctx = attention_core(split_heads(q, n_heads), split_heads(k, n_heads),
                          split_heads(v, n_heads), mask_bias, causal=True)
     h = h + conv("attn.c_proj", merge_heads(ctx))
@@ -517,14 +523,14 @@ def gpt2_block(p, cfg, i, h, mask_bias, lora):
     return h
 
 
-def gpt2_forward(p, cfg, input_ids, attention_mask, lora=None):
+def gpt2_forward(p, cfg, input_ids, attention_mask, lora=None, qv=None):
     """GPT2LMHeadModel in eval mode."""
     t = input_ids.shape[1]
     position_ids = torch.arange(t, dtype=torch.int64)[None, :].expand_as(input_ids)
     h = p["transformer.wte.weight"][input_ids] + p["transformer.wpe.weight"][position_ids]
     mask_bias = padding_mask_bias(attention_mask)
     for i in range(cfg["n_layer"]):
-        h = gpt2_block(p, cfg, i, h, mask_bias, lora)
+        h = gpt2_block(p, cfg, i, h, mask_bias, lora, qv)
     h = layer_norm(h, p["transformer.ln_f.weight"], p["transformer.ln_f.bias"], cfg["layer_norm_epsilon"])
     logits = torch.matmul(h, p["transformer.wte.weight"].t())  # tied lm_head, no bias
     return {"logits": logits, "last_hidden_state": h}
@@ -586,6 +592,35 @@ def build(arch, seed, use_lora):
                 lora=lora, adapter=adapter, outputs=outputs)
 
 
+def build_gpt2_qv(seed):
+    """GPT-2 with loralib-style LoRA on the query and value thirds of c_attn
+    only (r = LORA_R, same scaling), drawn after the base weights and inputs.
+    PEFT has no form for this; the weights are written in lora-sweep's own
+    layout: lora_A = [A_q; A_v] ([2r, H]) and lora_B = [B_q; B_v] ([2H, r]).
+    """
+    cfg = GPT2_CONFIG
+    H = cfg["n_embd"]
+    torch.manual_seed(seed)
+    params = make_params(gpt2_param_spec(cfg))
+    input_ids, attention_mask = gpt2_inputs(cfg)
+    qv, layout = [], {}
+    for i in range(cfg["n_layer"]):
+        a_q = _init("lora", (LORA_R, H))
+        b_q = _init("lora", (H, LORA_R))
+        a_v = _init("lora", (LORA_R, H))
+        b_v = _init("lora", (H, LORA_R))
+        qv.append((a_q, b_q, a_v, b_v))
+        prefix = f"transformer.h.{i}.attn.c_attn"
+        layout[f"{prefix}.lora_A"] = torch.cat([a_q, a_v], 0).contiguous()
+        layout[f"{prefix}.lora_B"] = torch.cat([b_q, b_v], 0).contiguous()
+    outputs = gpt2_forward(params, cfg, input_ids, attention_mask, None, qv)
+    outputs = {k: outputs[k].to(torch.float32).contiguous()
+               for k in ("logits", "last_hidden_state")}
+    return dict(config=cfg, params=params, input_ids=input_ids,
+                attention_mask=attention_mask, lora=None, adapter=None,
+                outputs=outputs, qv_layout=layout)
+
+
 def write_json(path, obj):
     with open(path, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2)
@@ -605,6 +640,8 @@ def write_all(arch, result, out_dir):
         files["adapter_model.safetensors"] = result["adapter"]
         write_json(os.path.join(out_dir, "adapter_config.json"), ARCHS[arch]["adapter_config"])
     write_json(os.path.join(out_dir, "config.json"), result["config"])
+    if result.get("qv_layout") is not None:
+        files["lora_qv.safetensors"] = result["qv_layout"]
     for name, tensors in files.items():
         write_safetensors(os.path.join(out_dir, name), tensors)
     # Self-check: every file reads back bit-identically.
@@ -809,6 +846,9 @@ def main(argv=None):
     parser.add_argument("--arch", choices=sorted(ARCHS), help="model architecture")
     parser.add_argument("--out", help="output directory")
     parser.add_argument("--lora", action="store_true", help="add a LoRA adapter and apply it")
+    parser.add_argument("--lora-qv", action="store_true",
+                        help="gpt2 only: LoRA on the query and value thirds of c_attn "
+                             "(written as lora_qv.safetensors in lora-sweep's layout)")
     parser.add_argument("--seed", type=int, default=0, help="torch.manual_seed value (default 0)")
     parser.add_argument("--self-test", action="store_true",
                         help="run masking/causality/consistency checks (for --arch, or both); "
@@ -825,7 +865,12 @@ def main(argv=None):
     if args.arch is None or args.out is None:
         parser.error("--arch and --out are required (unless only --self-test is given)")
 
-    result = build(args.arch, args.seed, args.lora)
+    if args.lora_qv:
+        if args.arch != "gpt2" or args.lora:
+            parser.error("--lora-qv needs --arch gpt2 and no --lora")
+        result = build_gpt2_qv(args.seed)
+    else:
+        result = build(args.arch, args.seed, args.lora)
     write_all(args.arch, result, args.out)  # asserts the files read back identically
     print(f"wrote {args.arch}{' + LoRA' if args.lora else ''} reference (seed {args.seed}) "
           f"to {args.out}")
