@@ -170,7 +170,10 @@ absl::Status BpeTokenizer::LoadMerges(const std::string& path) {
           path, ":", line_number,
           ": expected two symbols separated by one space, got \"", line, "\""));
     }
-    merge_ranks_.emplace(std::string(line), rank++);
+    if (merge_ranks_.emplace(std::string(line), rank).second) {
+      merges_.emplace_back(line);
+      ++rank;
+    }
   }
   if (merge_ranks_.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": no merges"));
@@ -224,7 +227,8 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::LoadGpt2(
 }
 
 absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::LoadRoberta(
-    const std::string& vocab_json, const std::string& merges_txt) {
+    const std::string& vocab_json, const std::string& merges_txt,
+    const std::string& vocabulary) {
   LORA_ASSIGN_OR_RETURN(std::unique_ptr<BpeTokenizer> tokenizer,
                         LoadGpt2(vocab_json, merges_txt));
   auto find = [&](const char* name) -> absl::StatusOr<int64_t> {
@@ -236,8 +240,8 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> BpeTokenizer::LoadRoberta(
     return it->second;
   };
   tokenizer->mode_ = Mode::kRoberta;
-  tokenizer->vocabulary_ = "roberta";
-  tokenizer->fingerprint_ = Sha256Hex("roberta" + tokenizer->fingerprint_);
+  tokenizer->vocabulary_ = vocabulary;
+  tokenizer->fingerprint_ = Sha256Hex(vocabulary + tokenizer->fingerprint_);
   LORA_ASSIGN_OR_RETURN(tokenizer->bos_id_, find("<s>"));
   LORA_ASSIGN_OR_RETURN(tokenizer->pad_id_, find("<pad>"));
   LORA_ASSIGN_OR_RETURN(tokenizer->eos_id_, find("</s>"));
@@ -271,6 +275,18 @@ BpeTokenizer::LoadRobertaDerivedFromGpt2(const std::string& encoder_json,
   tokenizer->unk_id_ = 3;
   tokenizer->vocab_size_ = static_cast<int64_t>(tokenizer->id_to_token_.size());
   return tokenizer;
+}
+
+absl::Status BpeTokenizer::SaveVocabulary(const std::string& directory) const {
+  Json vocab = Json::object();
+  for (size_t id = 0; id < id_to_token_.size(); ++id) {
+    vocab[id_to_token_[id]] = static_cast<int64_t>(id);
+  }
+  std::string merges = "#version: 0.2\n";
+  for (const std::string& merge : merges_) merges += merge + "\n";
+  LORA_RETURN_IF_ERROR(
+      WriteFileAtomically(directory + "/vocab.json", vocab.dump() + "\n"));
+  return WriteFileAtomically(directory + "/merges.txt", merges);
 }
 
 std::vector<std::string> BpeTokenizer::Bpe(const std::string& mapped) const {

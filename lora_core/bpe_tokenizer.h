@@ -61,15 +61,23 @@ class BpeTokenizer {
   static absl::StatusOr<std::unique_ptr<BpeTokenizer>> LoadGpt2(
       const std::string& encoder_json, const std::string& vocab_bpe);
 
-  // RoBERTa from its own vocab.json and merges.txt. InvalidArgument if a
-  // special token is missing from the vocabulary.
+  // RoBERTa from a vocab.json (with its special tokens) and merges.txt.
+  // `vocabulary` names the id space ("roberta" for real roberta files,
+  // "gpt2-derived" for files SaveVocabulary wrote from the derived one).
+  // InvalidArgument if a special token is missing from the vocabulary.
   static absl::StatusOr<std::unique_ptr<BpeTokenizer>> LoadRoberta(
-      const std::string& vocab_json, const std::string& merges_txt);
+      const std::string& vocab_json, const std::string& merges_txt,
+      const std::string& vocabulary = "roberta");
 
   // RoBERTa with the vocabulary derived from GPT-2's files (see above).
   static absl::StatusOr<std::unique_ptr<BpeTokenizer>>
   LoadRobertaDerivedFromGpt2(const std::string& encoder_json,
                              const std::string& vocab_bpe);
+
+  // Writes `directory`/vocab.json (every token with the id this tokenizer
+  // uses, special tokens included) and `directory`/merges.txt, the files
+  // Hugging Face's tokenizers read. Files are written atomically.
+  absl::Status SaveVocabulary(const std::string& directory) const;
 
   // Token ids of `text` without special tokens.
   std::vector<int64_t> Encode(absl::string_view text) const;
@@ -119,8 +127,9 @@ class BpeTokenizer {
   std::string fingerprint_;
   absl::flat_hash_map<std::string, int64_t> token_to_id_;
   std::vector<std::string> id_to_token_;
-  // "left right" -> rank.
+  // "left right" -> rank, and the merges in rank order.
   absl::flat_hash_map<std::string, int64_t> merge_ranks_;
+  std::vector<std::string> merges_;
   std::string byte_to_symbol_[256];
   absl::flat_hash_map<std::string, uint8_t> symbol_to_byte_;
   int64_t vocab_size_ = 0;

@@ -1,6 +1,7 @@
 #include "lora_core/collate.h"
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
@@ -40,6 +41,36 @@ TensorBatch Collate(const std::vector<TokenizedExample>& examples,
     out.tokens += length;
   }
   return out;
+}
+
+void ApplyMlmMasking(TensorBatch* batch, const MlmMasking& masking,
+                     uint64_t seed) {
+  at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(seed);
+  at::Tensor ids = batch->input_ids;
+  at::Tensor eligible = batch->attention_mask.to(at::kBool);
+  for (int64_t special : masking.special_ids) {
+    eligible = eligible & ids.ne(special);
+  }
+  at::Tensor draw = at::rand(ids.sizes(), generator, at::kFloat);
+  at::Tensor chosen = eligible & draw.lt(masking.probability);
+  batch->mlm_labels = at::where(chosen, ids, at::full_like(ids, kIgnoreIndex));
+  at::Tensor action = at::rand(ids.sizes(), generator, at::kFloat);
+  at::Tensor to_mask = chosen & action.lt(0.8);
+  at::Tensor to_random = chosen & action.ge(0.8) & action.lt(0.9);
+  at::Tensor random_ids =
+      at::randint(masking.first_ordinary_id, masking.vocab_size, ids.sizes(),
+                  generator, at::kLong);
+  // Specials drawn as replacements are swapped for <mask> (rare).
+  at::Tensor random_special = at::zeros_like(to_random);
+  for (int64_t special : masking.special_ids) {
+    random_special = random_special | random_ids.eq(special);
+  }
+  at::Tensor corrupted =
+      at::where(to_mask, at::full_like(ids, masking.mask_id), ids);
+  corrupted = at::where(to_random & ~random_special, random_ids, corrupted);
+  corrupted = at::where(to_random & random_special,
+                        at::full_like(ids, masking.mask_id), corrupted);
+  batch->input_ids = corrupted;
 }
 
 }  // namespace lora::core

@@ -5,6 +5,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
 #include <vector>
 
 #include "lora_core/text_datasets.h"
@@ -23,8 +24,29 @@ struct TensorBatch {
   // input t+1, or kIgnoreIndex for prompt tokens, padding and the last
   // position.
   at::Tensor lm_labels;
+  // [batch, seq] int64 masked-LM targets: the original token where
+  // ApplyMlmMasking masked one, kIgnoreIndex elsewhere. Undefined until then.
+  at::Tensor mlm_labels;
   int64_t tokens = 0;  // non-padding tokens in the batch
 };
+
+// Masked-LM corruption (RoBERTa / BERT): each real, non-special token is
+// chosen with `probability`; a chosen token becomes <mask> 80% of the time,
+// a random ordinary token 10%, and stays 10%. Draws from a generator seeded
+// with `seed` alone, so the same (seed) always masks the same way — the
+// trainer derives it from (run seed, epoch, batch) for masks that change
+// every epoch yet survive a resume.
+struct MlmMasking {
+  int64_t mask_id = -1;
+  // Random replacements are drawn from [first_ordinary_id, vocab_size)
+  // without the ids in `special_ids`.
+  int64_t first_ordinary_id = 0;
+  int64_t vocab_size = 0;
+  std::vector<int64_t> special_ids;
+  double probability = 0.15;
+};
+void ApplyMlmMasking(TensorBatch* batch, const MlmMasking& masking,
+                     uint64_t seed);
 
 // Collates `examples[indices]`, padding with `pad_id`. Requires a non-empty
 // `indices`.

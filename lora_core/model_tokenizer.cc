@@ -56,12 +56,11 @@ absl::StatusOr<std::unique_ptr<BpeTokenizer>> LoadTokenizerForModel(
   if (!checkpoint_dir.empty() && IsFile(vocab) && IsFile(merges)) {
     if (config.architecture == Architecture::kGpt2) {
       LORA_ASSIGN_OR_RETURN(tokenizer, BpeTokenizer::LoadGpt2(vocab, merges));
-    } else if (config.vocabulary == kGpt2DerivedVocabulary) {
-      LORA_ASSIGN_OR_RETURN(
-          tokenizer, BpeTokenizer::LoadRobertaDerivedFromGpt2(vocab, merges));
     } else {
-      LORA_ASSIGN_OR_RETURN(tokenizer,
-                            BpeTokenizer::LoadRoberta(vocab, merges));
+      // A real roberta vocab.json, or one SaveVocabulary wrote for the
+      // derived id space: both carry their special tokens.
+      LORA_ASSIGN_OR_RETURN(tokenizer, BpeTokenizer::LoadRoberta(
+                                           vocab, merges, config.vocabulary));
     }
   } else {
     if (config.architecture == Architecture::kRoberta &&

@@ -14,7 +14,9 @@
 namespace lora::core {
 
 // Loads the tokenizer for `config`: from `checkpoint_dir` when it holds
-// vocab.json and merges.txt (Hugging Face's files), otherwise from the
+// vocab.json and merges.txt (Hugging Face's files; for RoBERTa a vocab.json
+// with its special tokens, in the id space the config records), otherwise
+// from the
 // offline GPT-2 assets — GPT-2's own vocabulary for GPT-2 models, the
 // GPT-2-derived RoBERTa vocabulary for RoBERTa configs that record it. A real
 // RoBERTa vocabulary cannot be derived offline: FailedPrecondition saying so.

@@ -150,7 +150,11 @@ RobertaLmHeadImpl::RobertaLmHeadImpl(const ModelConfig& config,
 }
 
 at::Tensor RobertaLmHeadImpl::forward(const at::Tensor& hidden) {
-  at::Tensor x = layer_norm->forward(at::gelu(dense->forward(hidden)));
+  // LayerNorm in float32: under bf16 autocast the dense output is bf16, and
+  // LibTorch 1.13's CPU layer_norm does not mix a bf16 input with float32
+  // weights.
+  at::Tensor x =
+      layer_norm->forward(at::gelu(dense->forward(hidden)).to(at::kFloat));
   return at::linear(x, word_embeddings_->weight, bias);
 }
 

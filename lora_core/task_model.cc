@@ -103,7 +103,8 @@ void TaskModel::SetTrainable(TrainableSet set) {
 }
 
 TaskModelOutput TaskModel::forward(const at::Tensor& input_ids,
-                                   const at::Tensor& attention_mask) {
+                                   const at::Tensor& attention_mask,
+                                   const at::Tensor& logit_positions) {
   TaskModelOutput out;
   if (roberta) {
     out.hidden = roberta->forward(input_ids, attention_mask);
@@ -119,7 +120,9 @@ TaskModelOutput TaskModel::forward(const at::Tensor& input_ids,
       out.logits = classification_head_->forward(out.hidden);
       break;
     case HeadKind::kRobertaMaskedLm:
-      out.logits = lm_head_->forward(out.hidden);
+      out.logits = lm_head_->forward(logit_positions.defined()
+                                         ? out.hidden.index({logit_positions})
+                                         : out.hidden);
       break;
     case HeadKind::kGpt2LanguageModel:
       out.logits = transformer->lm_logits(out.hidden);

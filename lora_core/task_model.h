@@ -46,8 +46,13 @@ class TaskModel : public torch::nn::Module {
       const ModelConfig& config, const ModelSpec& spec);
 
   // input_ids, attention_mask: [batch, seq] int64 (1 = token, 0 = padding).
+  // For the masked-LM head, `logit_positions` ([batch, seq] bool) limits the
+  // vocabulary logits to those positions ([n, vocab], in row-major order):
+  // pretraining scores only the ~15% masked tokens, and the full [batch,
+  // seq, vocab] tensor would cost most of the step.
   TaskModelOutput forward(const at::Tensor& input_ids,
-                          const at::Tensor& attention_mask);
+                          const at::Tensor& attention_mask,
+                          const at::Tensor& logit_positions = {});
 
   const ModelConfig& config() const { return config_; }
   const ModelSpec& spec() const { return spec_; }

@@ -29,7 +29,8 @@
 //   output_dir: runs/r4
 //   resume: true                 # continue from output_dir's checkpoint
 //   checkpoint_every_steps: 0    # plus one at every epoch end
-//   max_steps: 0                 # stop after this many optimizer steps
+//   max_steps: 0                 # train this many optimizer steps at most
+//                                # (the schedule ends there); 0 = epochs
 #ifndef LORA_SWEEP_LORA_CORE_TRAIN_CONFIG_H_
 #define LORA_SWEEP_LORA_CORE_TRAIN_CONFIG_H_
 
@@ -90,6 +91,10 @@ struct TrainConfig {
   bool resume = true;
   int64_t checkpoint_every_steps = 0;
   int64_t max_steps = 0;
+  // Interrupt after this many optimizer steps, with a checkpoint and results
+  // "status": "stopped" (lora-train --stop-after-steps); 0 = never. Not part
+  // of the job: resuming continues as if nothing happened.
+  int64_t stop_after_steps = 0;
   int64_t log_every_steps = 10;
   // Generated E2E data.
   int64_t e2e_train_mrs = 2000;

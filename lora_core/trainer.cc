@@ -58,18 +58,46 @@ bool ExcludedFromWeightDecay(const std::string& name) {
 }
 
 // The fingerprint covers everything that changes what is trained, not where
-// or how often it is reported (output_dir, resume, max_steps, threads,
+// or how often it is reported (output_dir, resume, stop_after_steps, threads,
 // logging and checkpoint frequency).
 std::string Fingerprint(TrainConfig config) {
   config.output_dir.clear();
   config.resume = false;
-  config.max_steps = 0;
+  config.stop_after_steps = 0;
   config.threads = 1;
   config.log_every_steps = 1;
   config.checkpoint_every_steps = 0;
   config.cache_dir.clear();
   config.generation = GenerationConfig();
   return Sha256Hex(TrainConfigToYaml(config));
+}
+
+MlmMasking MlmMaskingFor(const BpeTokenizer& tokenizer) {
+  MlmMasking masking;
+  masking.mask_id = tokenizer.mask_id();
+  masking.vocab_size = tokenizer.vocab_size();
+  masking.special_ids = {tokenizer.bos_id(), tokenizer.eos_id(),
+                         tokenizer.pad_id(), tokenizer.unk_id(),
+                         tokenizer.mask_id()};
+  return masking;
+}
+
+// Masked-LM batches score only their masked positions.
+at::Tensor MaskedPositions(const TensorBatch& batch) {
+  if (!batch.mlm_labels.defined()) return {};
+  return batch.mlm_labels.ne(kIgnoreIndex);
+}
+
+// The targets at MaskedPositions, in the same order; undefined otherwise.
+at::Tensor MaskedLmTargets(const TensorBatch& batch) {
+  if (!batch.mlm_labels.defined()) return {};
+  return batch.mlm_labels.index({MaskedPositions(batch)});
+}
+
+uint64_t MaskSeed(uint64_t seed, int64_t epoch, int64_t batch) {
+  return seed * 0x9E3779B97F4A7C15ULL ^
+         (static_cast<uint64_t>(epoch + 2) << 32) ^
+         static_cast<uint64_t>(batch);
 }
 
 bool Improved(double value, double best, bool maximize, bool first) {
@@ -121,13 +149,9 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Build(
   }
   const ModelConfig& model_config = trainer->model_config_;
   if (c.head == HeadKind::kNone && c.task == DataTask::kText) {
-    if (model_config.architecture == Architecture::kRoberta) {
-      return absl::UnimplementedError(
-          "task: text on a RoBERTa model needs masked-LM training, which "
-          "`lora-train pretrain` provides; fine-tune RoBERTa on sst2 or "
-          "polarity");
-    }
-    c.head = HeadKind::kGpt2LanguageModel;
+    c.head = model_config.architecture == Architecture::kRoberta
+                 ? HeadKind::kRobertaMaskedLm
+                 : HeadKind::kGpt2LanguageModel;
   }
   if (!HeadFitsArchitecture(c.head, model_config.architecture)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -214,6 +238,11 @@ at::Tensor Trainer::Loss(const TaskModelOutput& output,
                                   kIgnoreIndex,
                                   training ? config_.label_smoothing : 0.0);
   }
+  if (batch.mlm_labels.defined()) {
+    // Logits exist only at the masked positions (see MaskedPositions).
+    return at::cross_entropy_loss(logits, MaskedLmTargets(batch), {},
+                                  at::Reduction::Mean, kIgnoreIndex, 0.0);
+  }
   return at::cross_entropy_loss(logits.view({-1, logits.size(-1)}),
                                 batch.lm_labels.view({-1}), {},
                                 at::Reduction::Mean, kIgnoreIndex, 0.0);
@@ -230,14 +259,23 @@ std::map<std::string, double> Trainer::Evaluate() {
   }
   double loss_sum = 0.0;
   int64_t correct = 0, count = 0, scored_tokens = 0;
+  const bool masked_lm = config_.head == HeadKind::kRobertaMaskedLm;
+  int64_t evaluation_batch = 0;
   for (const auto& indices :
        EvaluationBatches(lengths, config_.eval_batch_size)) {
     TensorBatch batch =
         Collate(data_.validation, indices, tokenizer_->pad_id());
+    if (masked_lm) {
+      // The same masks at every evaluation, so epochs compare.
+      ApplyMlmMasking(&batch, MlmMaskingFor(*tokenizer_),
+                      MaskSeed(config_.seed, -1, evaluation_batch));
+    }
+    ++evaluation_batch;
     TaskModelOutput output;
     {
       CpuAutocast autocast(config_.amp == AmpMode::kBf16);
-      output = model_->forward(batch.input_ids, batch.attention_mask);
+      output = model_->forward(batch.input_ids, batch.attention_mask,
+                               MaskedPositions(batch));
     }
     const at::Tensor logits = output.logits.to(at::kFloat);
     if (classification) {
@@ -247,7 +285,9 @@ std::map<std::string, double> Trainer::Evaluate() {
       correct += logits.argmax(-1).eq(batch.labels).sum().item<int64_t>();
       count += batch.labels.size(0);
     } else {
-      const at::Tensor targets = batch.lm_labels.view({-1});
+      const at::Tensor targets = MaskedLmTargets(batch).defined()
+                                     ? MaskedLmTargets(batch)
+                                     : batch.lm_labels.view({-1});
       loss_sum +=
           at::cross_entropy_loss(logits.view({-1, logits.size(-1)}), targets,
                                  {}, at::Reduction::Sum, kIgnoreIndex)
@@ -338,7 +378,9 @@ absl::StatusOr<Json> Trainer::Run() {
       (static_cast<int64_t>(lengths.size()) + c.batch_size - 1) / c.batch_size;
   const int64_t steps_per_epoch =
       (batches_per_epoch + c.grad_accum_steps - 1) / c.grad_accum_steps;
-  const int64_t total_steps = steps_per_epoch * c.epochs;
+  const int64_t total_steps =
+      c.max_steps > 0 ? std::min(steps_per_epoch * c.epochs, c.max_steps)
+                      : steps_per_epoch * c.epochs;
   const int64_t warmup_steps =
       static_cast<int64_t>(std::ceil(c.warmup_ratio * total_steps));
   std::vector<at::Tensor> parameters;
@@ -357,12 +399,13 @@ absl::StatusOr<Json> Trainer::Run() {
   Json history = Json::array();
   bool stopped_by_max_steps = false, stopped_early = false;
   auto segment_start = Clock::now();
-  while (progress.epoch < c.epochs) {
+  while (progress.epoch < c.epochs && progress.step < total_steps) {
     const std::vector<std::vector<size_t>> batches =
         TrainingBatches(lengths, c.batch_size, c.seed, progress.epoch);
     model_->train();
     int64_t b = progress.batch_in_epoch;
-    while (b < static_cast<int64_t>(batches.size())) {
+    while (b < static_cast<int64_t>(batches.size()) &&
+           progress.step < total_steps) {
       const auto step_start = Clock::now();
       const int64_t micro = std::min<int64_t>(
           c.grad_accum_steps, static_cast<int64_t>(batches.size()) - b);
@@ -371,10 +414,16 @@ absl::StatusOr<Json> Trainer::Run() {
       for (int64_t m = 0; m < micro; ++m) {
         TensorBatch batch =
             Collate(data_.train, batches[b + m], tokenizer_->pad_id());
+        if (c.head == HeadKind::kRobertaMaskedLm) {
+          // Dynamic masks: new every epoch, reproducible on resume.
+          ApplyMlmMasking(&batch, MlmMaskingFor(*tokenizer_),
+                          MaskSeed(c.seed, progress.epoch, b + m));
+        }
         TaskModelOutput output;
         {
           CpuAutocast autocast(bf16);
-          output = model_->forward(batch.input_ids, batch.attention_mask);
+          output = model_->forward(batch.input_ids, batch.attention_mask,
+                                   MaskedPositions(batch));
         }
         at::Tensor loss = Loss(output, batch, /*training=*/true);
         step_loss += loss.item<double>() / micro;
@@ -404,7 +453,8 @@ absl::StatusOr<Json> Trainer::Run() {
       const double seconds =
           std::chrono::duration<double>(Clock::now() - step_start).count();
       if (progress.step % c.log_every_steps == 0 ||
-          b == static_cast<int64_t>(batches.size())) {
+          b == static_cast<int64_t>(batches.size()) ||
+          progress.step == total_steps) {
         Record(
             Json{{"type", "step"},
                  {"step", progress.step},
@@ -418,7 +468,7 @@ absl::StatusOr<Json> Trainer::Run() {
                  {"skipped", found_inf}});
       }
       const bool max_steps_reached =
-          c.max_steps > 0 && progress.step >= c.max_steps;
+          c.stop_after_steps > 0 && progress.step >= c.stop_after_steps;
       if (max_steps_reached ||
           (c.checkpoint_every_steps > 0 &&
            progress.step % c.checkpoint_every_steps == 0)) {
@@ -534,7 +584,10 @@ absl::Status Trainer::Export(const Json& results) {
       config_.output_dir +
       (model_->LoraLayers().empty() ? "/model" : "/adapter");
   if (model_->LoraLayers().empty()) {
+    // A Hugging Face checkpoint folder, tokenizer included, usable as any
+    // later job's `model:`.
     LORA_RETURN_IF_ERROR(SavePretrained(*model_, directory, false));
+    LORA_RETURN_IF_ERROR(tokenizer_->SaveVocabulary(directory));
   } else {
     LORA_RETURN_IF_ERROR(ExportPeftAdapter(*model_, directory));
   }

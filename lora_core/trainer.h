@@ -71,8 +71,8 @@ class Trainer {
 
   // Trains (resuming from output_dir's checkpoint when config.resume and one
   // exists), evaluates every epoch, exports, and returns results.json's
-  // content. With config.max_steps it stops after that many optimizer steps
-  // and saves a checkpoint ("status": "stopped").
+  // content. With config.stop_after_steps it stops after that many optimizer
+  // steps and saves a checkpoint ("status": "stopped").
   absl::StatusOr<nlohmann::json> Run();
 
   // Validation metrics of the model as it is now: classification val_loss

@@ -21,11 +21,20 @@ constexpr char kUsage[] =
     R"(lora-train: one LoRA fine-tuning job, no coordinator needed.
 
 Usage:
-  lora-train train CONFIG [--output-dir DIR] [--threads N] [--max-steps N]
+  lora-train train CONFIG [--output-dir DIR] [--threads N]
+                         [--stop-after-steps N]
       Trains the job CONFIG (YAML or JSON) describes; resumes from the output
       folder's checkpoint. Writes metrics.jsonl, results.json, checkpoint/,
-      and adapter/ (PEFT format) or model/.
+      and adapter/ (PEFT format) or model/. --stop-after-steps interrupts the
+      run there (with a checkpoint); running again resumes it.
       Example: lora-train train job.yaml --output-dir runs/r4
+  lora-train pretrain CONFIG [--output-dir DIR] [--threads N]
+                            [--stop-after-steps N]
+      Trains a base model from scratch on a text corpus (task: text):
+      masked-LM for RoBERTa (15% of tokens, 80/10/10, new masks every epoch),
+      causal LM for GPT-2. Writes model/ (config.json, model.safetensors,
+      vocab.json, merges.txt), usable as any job's `model:`.
+      Example: lora-train pretrain examples/pretrain_roberta_mini.yaml
   lora-train eval --adapter DIR [--threads N]
       Rebuilds a finished run from its adapter/ (or model/) folder and prints
       its validation metrics as JSON.
@@ -137,12 +146,12 @@ class Progress {
   bool terminal_;
 };
 
-int Train(const Arguments& args) {
+int Train(const Arguments& args, bool pretrain) {
   std::string problem;
   if (args.positional.size() != 1) {
     return Usage("train takes exactly one CONFIG file");
   }
-  if (!OnlyKnownOptions(args, {"output-dir", "threads", "max-steps"},
+  if (!OnlyKnownOptions(args, {"output-dir", "threads", "stop-after-steps"},
                         &problem)) {
     return Usage(problem);
   }
@@ -154,11 +163,17 @@ int Train(const Arguments& args) {
   }
   int64_t threads = 0, max_steps = -1;
   if (!IntOption(args, "threads", &threads, &problem) ||
-      !IntOption(args, "max-steps", &max_steps, &problem)) {
+      !IntOption(args, "stop-after-steps", &max_steps, &problem)) {
     return Usage(problem);
   }
+  if (pretrain) {
+    if (config->task != lora::core::DataTask::kText) {
+      return Usage("pretrain needs task: text in " + args.positional[0]);
+    }
+    config->trainable = lora::core::TrainableSet::kFull;
+  }
   if (threads > 0) config->threads = threads;
-  if (max_steps >= 0) config->max_steps = max_steps;
+  if (max_steps >= 0) config->stop_after_steps = max_steps;
   if (auto it = args.options.find("output-dir"); it != args.options.end()) {
     config->output_dir = it->second;
   }
@@ -272,7 +287,8 @@ int main(int argc, char** argv) {
     }
   }
   if (!ParseArguments(argc, argv, 2, &args, &problem)) return Usage(problem);
-  if (command == "train") return Train(args);
+  if (command == "train") return Train(args, /*pretrain=*/false);
+  if (command == "pretrain") return Train(args, /*pretrain=*/true);
   if (command == "eval") return Eval(args);
   if (command == "generate") return Generate(args);
   return Usage("unknown subcommand \"" + command + "\"");

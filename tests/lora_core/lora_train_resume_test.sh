@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Exact resume: a run interrupted at a step — by --max-steps, and by SIGKILL
+# Exact resume: a run interrupted at a step — by --stop-after-steps, and by
+# SIGKILL
 # in the middle of training — and then resumed produces exactly the loss
 # sequence, epoch metrics and adapter of an uninterrupted run (CPU, same
 # threads, bf16 autocast, dropout on, so the generator state matters).
@@ -33,9 +34,10 @@ run() { "$bin" train "$work/job.yaml" --output-dir "$@" > /dev/null 2>> "$work/s
 # A: uninterrupted.
 run "$work/a" || fail "uninterrupted run exited $?"
 
-# B: stopped by --max-steps at step 7 (between checkpoints), then resumed.
-run "$work/b" --max-steps 7 || fail "max-steps run exited $?"
-grep -q '"status": "stopped"' "$work/b/results.json" || fail "max-steps run did not stop"
+# B: stopped by --stop-after-steps at step 7 (between checkpoints), then
+# resumed.
+run "$work/b" --stop-after-steps 7 || fail "interrupted run exited $?"
+grep -q '"status": "stopped"' "$work/b/results.json" || fail "run B did not stop"
 run "$work/b" || fail "resumed run B exited $?"
 
 # C: killed with SIGKILL once training is under way, then resumed.

@@ -56,16 +56,19 @@ TEST(ModelTokenizerTest, CheckpointFolderFilesWin) {
   const std::string dir =
       std::string(std::getenv("TEST_TMPDIR")) + "/checkpoint";
   std::filesystem::create_directories(dir);
-  std::filesystem::copy_file(*AssetPath("gpt2/encoder.json"),
-                             dir + "/vocab.json",
-                             std::filesystem::copy_options::overwrite_existing);
-  std::filesystem::copy_file(*AssetPath("gpt2/vocab.bpe"), dir + "/merges.txt",
-                             std::filesystem::copy_options::overwrite_existing);
+  // The files a pretraining run writes beside its model.
+  ASSERT_TRUE(
+      (*BpeTokenizer::LoadRobertaDerivedFromGpt2(
+           *AssetPath("gpt2/encoder.json"), *AssetPath("gpt2/vocab.bpe")))
+          ->SaveVocabulary(dir)
+          .ok());
   absl::StatusOr<std::unique_ptr<BpeTokenizer>> tokenizer =
       LoadTokenizerForModel(*BuiltinModelConfig("roberta-mini"), dir);
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
   EXPECT_EQ((*tokenizer)->vocabulary(), "gpt2-derived");
   EXPECT_EQ((*tokenizer)->mask_id(), 50261);
+  EXPECT_EQ((*tokenizer)->Encode("Hello world"),
+            (std::vector<int64_t>{15500, 999}));
 }
 
 }  // namespace

@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# The LoRA study in miniature (issue "Offline pretraining and the seed's
+# claim in miniature"), end to end with lora-train:
+#   1. pretrain roberta-mini with masked-LM on the offline corpora;
+#   2. on Pang & Lee polarity, 3 seeds each: the head only, LoRA on query
+#      and value with r = 1, 2, 4, 8 (alpha 16), full fine-tuning, and the
+#      same architecture from random initialisation;
+#   3. pretrain gpt2-mini with causal LM;
+#   4. LoRA (q, v inside c_attn) on generated E2E data with r = 1, 2, 4, 8,
+#      BLEU by rank;
+# then writes report.md with the tables (bench/study_report.py).
+#
+# Usage: bench/lora_study.sh [--quick] [--skip-gpt2] [OUT_DIR]
+#   --quick: tiny models and a few steps, one seed (the test suite runs it).
+# Default OUT_DIR: runs/study. Runs resume where they stopped when re-run.
+set -euo pipefail
+
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+study="$repo_root/bench/study"
+quick=0
+skip_gpt2=0
+out="$repo_root/runs/study"
+for arg in "$@"; do
+  case "$arg" in
+    --quick) quick=1 ;;
+    --skip-gpt2) skip_gpt2=1 ;;
+    -*) echo "usage: $0 [--quick] [--skip-gpt2] [OUT_DIR]" >&2; exit 2 ;;
+    *) out="$arg" ;;
+  esac
+done
+mkdir -p "$out"
+bin="${LORA_TRAIN:-$repo_root/bazel-bin/lora_core/lora-train}"
+if [ ! -x "$bin" ]; then
+  (cd "$repo_root" && bazel build //lora_core:lora-train)
+fi
+
+# job BASE_YAML OUT_YAML KEY=VALUE...: the template with top-level keys set
+# (replaced where the template has them, appended otherwise).
+job() {
+  local base=$1 target=$2
+  shift 2
+  cp "$base" "$target"
+  for pair in "$@"; do
+    local key=${pair%%=*} value=${pair#*=}
+    if grep -q "^$key:" "$target"; then
+      KEY="$key" VALUE="$value" /usr/bin/python3 - "$target" <<'PY'
+import os, re, sys
+path = sys.argv[1]
+text = open(path).read()
+line = f"{os.environ['KEY']}: {os.environ['VALUE']}"
+text = re.sub(rf"^{re.escape(os.environ['KEY'])}:.*$", lambda m: line, text,
+              count=1, flags=re.M)
+open(path, "w").write(text)
+PY
+    else
+      printf '%s: %s\n' "$key" "$value" >> "$target"
+    fi
+  done
+}
+
+seeds="0 1 2"
+ranks="1 2 4 8"
+roberta_model=roberta-mini
+gpt2_model=gpt2-mini
+pretrain_overrides=()
+finetune_overrides=()
+e2e_overrides=()
+if [ "$quick" -eq 1 ]; then
+  seeds="0"
+  ranks="1 4"
+  roberta_model=roberta-tiny
+  gpt2_model=gpt2-tiny
+  pretrain_overrides=("max_steps=6")
+  finetune_overrides=("max_steps=8")
+  e2e_overrides=("max_steps=4"
+    "generation={beam_size: 2, max_new_tokens: 8, eval_examples: 3}")
+fi
+
+# 1. Pretrain RoBERTa.
+job "$study/pretrain_roberta.yaml" "$out/pretrain_roberta.yaml" \
+  "model=$roberta_model" "${pretrain_overrides[@]}"
+"$bin" pretrain "$out/pretrain_roberta.yaml" --output-dir "$out/roberta_pretrain" > /dev/null
+base="$out/roberta_pretrain/model"
+
+# 2. Fine-tune on polarity.
+variant() {  # variant NAME SEED KEY=VALUE...
+  local name=$1 seed=$2
+  shift 2
+  local dir="$out/polarity/$name/seed$seed"
+  mkdir -p "$dir"
+  job "$study/finetune_polarity.yaml" "$dir.yaml" "seed=$seed" "$@" \
+    "${finetune_overrides[@]}"
+  if [ ! -e "$dir/results.json" ] || ! grep -q '"completed"' "$dir/results.json"; then
+    "$bin" train "$dir.yaml" --output-dir "$dir" > /dev/null
+  fi
+  echo "polarity $name seed $seed done"
+}
+for seed in $seeds; do
+  variant head_only "$seed" "model=$base" "trainable=head_only" "lr=5.0e-3"
+  for r in $ranks; do
+    variant "lora_r$r" "$seed" "model=$base" "trainable=lora" "lr=2.0e-3" \
+      "lora={rank: $r, alpha: 16, target_modules: [query, value]}"
+  done
+  variant full "$seed" "model=$base" "trainable=full" "lr=1.0e-4"
+  variant scratch "$seed" "model=$roberta_model" "trainable=full" "lr=5.0e-4"
+done
+
+# 3 and 4. GPT-2.
+if [ "$skip_gpt2" -eq 0 ]; then
+  job "$study/pretrain_gpt2.yaml" "$out/pretrain_gpt2.yaml" \
+    "model=$gpt2_model" "${pretrain_overrides[@]}"
+  "$bin" pretrain "$out/pretrain_gpt2.yaml" --output-dir "$out/gpt2_pretrain" > /dev/null
+  for r in $ranks; do
+    dir="$out/e2e/lora_r$r"
+    mkdir -p "$dir"
+    job "$study/e2e_lora.yaml" "$dir.yaml" "model=$out/gpt2_pretrain/model" \
+      "seed=0" "lora={rank: $r, alpha: 16, target_modules: [query, value]}" \
+      "${e2e_overrides[@]}"
+    if [ ! -e "$dir/results.json" ] || ! grep -q '"completed"' "$dir/results.json"; then
+      "$bin" train "$dir.yaml" --output-dir "$dir" > /dev/null
+    fi
+    echo "e2e r=$r done"
+  done
+fi
+
+/usr/bin/python3 "$repo_root/bench/study_report.py" "$out" > "$out/report.md"
+echo "report: $out/report.md"
