@@ -384,6 +384,14 @@ std::string BpeTokenizer::Decode(absl::Span<const int64_t> ids,
   return out;
 }
 
+void BpeTokenizer::Finish(EncodedText* encoded, int64_t pad_to_length) const {
+  encoded->attention_mask.assign(encoded->input_ids.size(), 1);
+  while (static_cast<int64_t>(encoded->input_ids.size()) < pad_to_length) {
+    encoded->input_ids.push_back(pad_id_);
+    encoded->attention_mask.push_back(0);
+  }
+}
+
 EncodedText BpeTokenizer::EncodeForModel(absl::string_view text,
                                          int64_t max_length,
                                          int64_t pad_to_length) const {
@@ -399,11 +407,7 @@ EncodedText BpeTokenizer::EncodeForModel(absl::string_view text,
     if (static_cast<int64_t>(ids.size()) > max_length) ids.resize(max_length);
     encoded.input_ids = std::move(ids);
   }
-  encoded.attention_mask.assign(encoded.input_ids.size(), 1);
-  while (static_cast<int64_t>(encoded.input_ids.size()) < pad_to_length) {
-    encoded.input_ids.push_back(pad_id_);
-    encoded.attention_mask.push_back(0);
-  }
+  Finish(&encoded, pad_to_length);
   return encoded;
 }
 
@@ -433,11 +437,7 @@ EncodedText BpeTokenizer::EncodeForModel(absl::string_view text,
   }
   ids.insert(ids.end(), second.begin(), second.end());
   if (mode_ == Mode::kRoberta) ids.push_back(eos_id_);
-  encoded.attention_mask.assign(ids.size(), 1);
-  while (static_cast<int64_t>(ids.size()) < pad_to_length) {
-    ids.push_back(pad_id_);
-    encoded.attention_mask.push_back(0);
-  }
+  Finish(&encoded, pad_to_length);
   return encoded;
 }
 

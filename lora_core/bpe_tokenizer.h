@@ -121,6 +121,9 @@ class BpeTokenizer {
   // The ids of one pre-tokenised piece (cached).
   void EncodePiece(absl::string_view piece, std::vector<int64_t>* ids) const;
   std::vector<std::string> Bpe(const std::string& mapped) const;
+  // Marks every token of `encoded` as attended, then pads it with pad_id()
+  // (attention 0) up to `pad_to_length`.
+  void Finish(EncodedText* encoded, int64_t pad_to_length) const;
 
   Mode mode_ = Mode::kGpt2;
   std::string vocabulary_;

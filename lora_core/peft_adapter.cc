@@ -324,11 +324,11 @@ absl::Status ApplyPeftAdapter(const PeftAdapter& adapter, TaskModel& model) {
         "an adapter");
   }
   std::map<std::string, LoraLinear> layers;
+  const std::string backbone = BackbonePrefix(model.config().architecture);
   for (auto& [path, layer] : model.LinearLayers()) {
     // Keys may name modules with or without the backbone prefix (the bare
     // class's paths or the task class's): accept both.
     layers.emplace(path, layer);
-    const std::string backbone = BackbonePrefix(model.config().architecture);
     if (absl::StartsWith(path, backbone)) {
       layers.emplace(path.substr(backbone.size()), layer);
     }

@@ -26,13 +26,24 @@ int LineAt(absl::string_view text, size_t offset) {
   return line;
 }
 
-absl::StatusOr<std::string> ReadNonEmptyUtf8(const std::string& path) {
+absl::StatusOr<std::string> ReadNonEmpty(const std::string& path) {
   LORA_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
   if (absl::StripAsciiWhitespace(absl::StripPrefix(text, kUtf8Bom)).empty()) {
     return absl::InvalidArgumentError(absl::StrCat(path, ": file is empty"));
   }
+  return text;
+}
+
+absl::StatusOr<std::string> ReadNonEmptyUtf8(const std::string& path) {
+  LORA_ASSIGN_OR_RETURN(std::string text, ReadNonEmpty(path));
   LORA_RETURN_IF_ERROR(CheckUtf8(text, path));
   return text;
+}
+
+// ParseCsv checks the UTF-8 itself: one pass over the file, not two.
+absl::StatusOr<std::vector<CsvRecord>> ReadCsvFile(const std::string& path) {
+  LORA_ASSIGN_OR_RETURN(std::string text, ReadNonEmpty(path));
+  return ParseCsv(text, path);
 }
 
 template <typename T>
@@ -163,8 +174,7 @@ absl::StatusOr<std::vector<LabeledText>> ReadSst2Tsv(const std::string& path) {
 
 absl::StatusOr<std::vector<LabeledText>> ReadPolarityCsv(
     const std::string& path) {
-  LORA_ASSIGN_OR_RETURN(std::string text, ReadNonEmptyUtf8(path));
-  LORA_ASSIGN_OR_RETURN(std::vector<CsvRecord> records, ParseCsv(text, path));
+  LORA_ASSIGN_OR_RETURN(std::vector<CsvRecord> records, ReadCsvFile(path));
   std::vector<LabeledText> rows;
   for (CsvRecord& record : records) {
     if (record.fields.size() != 2) {
@@ -197,8 +207,8 @@ LabeledSplits SplitPolarity(const std::vector<LabeledText>& rows) {
 
 absl::StatusOr<std::vector<std::string>> ReadCorpusDocuments(
     const std::string& path) {
-  LORA_ASSIGN_OR_RETURN(std::string text, ReadNonEmptyUtf8(path));
   if (!absl::EndsWith(path, ".csv")) {
+    LORA_ASSIGN_OR_RETURN(std::string text, ReadNonEmptyUtf8(path));
     return std::vector<std::string>{
         std::string(absl::StripPrefix(text, kUtf8Bom))};
   }
@@ -229,8 +239,7 @@ std::vector<std::vector<int64_t>> PackLanguageModelBlocks(
 }
 
 absl::StatusOr<std::vector<E2eExample>> ReadE2eCsv(const std::string& path) {
-  LORA_ASSIGN_OR_RETURN(std::string text, ReadNonEmptyUtf8(path));
-  LORA_ASSIGN_OR_RETURN(std::vector<CsvRecord> records, ParseCsv(text, path));
+  LORA_ASSIGN_OR_RETURN(std::vector<CsvRecord> records, ReadCsvFile(path));
   if (records.empty() || records[0].fields.size() != 2 ||
       records[0].fields[0] != "mr" || records[0].fields[1] != "ref") {
     return absl::InvalidArgumentError(

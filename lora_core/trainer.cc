@@ -285,8 +285,9 @@ std::map<std::string, double> Trainer::Evaluate() {
       correct += logits.argmax(-1).eq(batch.labels).sum().item<int64_t>();
       count += batch.labels.size(0);
     } else {
-      const at::Tensor targets = MaskedLmTargets(batch).defined()
-                                     ? MaskedLmTargets(batch)
+      const at::Tensor masked_targets = MaskedLmTargets(batch);
+      const at::Tensor targets = masked_targets.defined()
+                                     ? masked_targets
                                      : batch.lm_labels.view({-1});
       loss_sum +=
           at::cross_entropy_loss(logits.view({-1, logits.size(-1)}), targets,
@@ -397,7 +398,7 @@ absl::StatusOr<Json> Trainer::Run() {
 
   std::map<std::string, double> last_metrics;
   Json history = Json::array();
-  bool stopped_by_max_steps = false, stopped_early = false;
+  bool stopped = false, stopped_early = false;
   auto segment_start = Clock::now();
   while (progress.epoch < c.epochs && progress.step < total_steps) {
     const std::vector<std::vector<size_t>> batches =
@@ -467,22 +468,21 @@ absl::StatusOr<Json> Trainer::Run() {
                  {"loss_scale", fp16 ? scaler_.scale() : 1.0},
                  {"skipped", found_inf}});
       }
-      const bool max_steps_reached =
+      const bool stop_requested =
           c.stop_after_steps > 0 && progress.step >= c.stop_after_steps;
-      if (max_steps_reached ||
-          (c.checkpoint_every_steps > 0 &&
-           progress.step % c.checkpoint_every_steps == 0)) {
+      if (stop_requested || (c.checkpoint_every_steps > 0 &&
+                             progress.step % c.checkpoint_every_steps == 0)) {
         progress.train_seconds +=
             std::chrono::duration<double>(Clock::now() - segment_start).count();
         segment_start = Clock::now();
         LORA_RETURN_IF_ERROR(save());
       }
-      if (max_steps_reached) {
-        stopped_by_max_steps = true;
+      if (stop_requested) {
+        stopped = true;
         break;
       }
     }
-    if (stopped_by_max_steps) break;
+    if (stopped) break;
 
     // End of epoch: evaluate, track the best epoch, checkpoint.
     last_metrics = Evaluate();
@@ -535,7 +535,7 @@ absl::StatusOr<Json> Trainer::Run() {
 
   const ParameterCounts counts = model_->CountModuleParameters();
   Json results = {
-      {"status", stopped_by_max_steps ? "stopped" : "completed"},
+      {"status", stopped ? "stopped" : "completed"},
       {"model", c.model},
       {"task", DataTaskName(c.task)},
       {"steps", progress.step},
@@ -557,7 +557,7 @@ absl::StatusOr<Json> Trainer::Run() {
       {"tokens_per_second",
        progress.tokens_seen / std::max(progress.train_seconds, 1e-9)},
   };
-  if (!stopped_by_max_steps) {
+  if (!stopped) {
     if (!history.empty()) {
       Json final_metrics = history.back();
       for (const char* key : {"type", "epoch", "step"})

@@ -161,9 +161,9 @@ int Train(const Arguments& args, bool pretrain) {
     std::cerr << "lora-train: " << config.status().message() << "\n";
     return config.status().code() == absl::StatusCode::kNotFound ? 1 : 2;
   }
-  int64_t threads = 0, max_steps = -1;
+  int64_t threads = 0, stop_after_steps = -1;
   if (!IntOption(args, "threads", &threads, &problem) ||
-      !IntOption(args, "stop-after-steps", &max_steps, &problem)) {
+      !IntOption(args, "stop-after-steps", &stop_after_steps, &problem)) {
     return Usage(problem);
   }
   if (pretrain) {
@@ -173,7 +173,7 @@ int Train(const Arguments& args, bool pretrain) {
     config->trainable = lora::core::TrainableSet::kFull;
   }
   if (threads > 0) config->threads = threads;
-  if (max_steps >= 0) config->stop_after_steps = max_steps;
+  if (stop_after_steps >= 0) config->stop_after_steps = stop_after_steps;
   if (auto it = args.options.find("output-dir"); it != args.options.end()) {
     config->output_dir = it->second;
   }

@@ -24,6 +24,7 @@
 #include "lora_core/assets.h"
 #include "lora_core/bpe_tokenizer.h"
 #include "lora_core/text_datasets.h"
+#include "lora_core/utf8.h"
 
 namespace lora::core {
 namespace {
@@ -48,26 +49,6 @@ std::vector<std::string> ReadLines(const std::string& path, size_t limit) {
     if (!line.empty()) lines.push_back(line);
   }
   return lines;
-}
-
-std::string Utf8(char32_t cp) {
-  std::string out;
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-  return out;
 }
 
 // Seeded random lines from pools of letters, numbers, marks, symbols and
@@ -96,7 +77,7 @@ std::vector<std::string> RandomUnicodeLines(size_t count) {
         line += fragments[random() % fragments.size()];
       } else {
         const auto& [low, high] = ranges[random() % ranges.size()];
-        line += Utf8(low + random() % (high - low + 1));
+        line += EncodeUtf8(low + random() % (high - low + 1));
       }
     }
     lines.push_back(line);
