@@ -2,160 +2,19 @@
 
 #include <yaml-cpp/yaml.h>
 
-#include <functional>
 #include <map>
-#include <set>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "base/file_util.h"
 #include "base/status_macros.h"
+#include "base/yaml_fields.h"
 
 namespace lora::core {
 namespace {
 
-// Reads typed values from YAML nodes; every error names the source, the line
-// and the dotted key.
-class Fields {
- public:
-  explicit Fields(std::string source) : source_(std::move(source)) {}
-
-  absl::Status Error(const YAML::Node& node, const std::string& key,
-                     const std::string& problem) const {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source_, ":", node.Mark().line + 1, ": ", key, ": ", problem));
-  }
-
-  std::string Text(const YAML::Node& node) const {
-    if (node.IsScalar()) return "\"" + node.Scalar() + "\"";
-    std::ostringstream out;
-    out << YAML::Dump(node);
-    return out.str();
-  }
-
-  absl::StatusOr<int64_t> Int(const YAML::Node& node, const std::string& key,
-                              int64_t minimum) const {
-    int64_t value;
-    if (!node.IsScalar() || !YAML::convert<int64_t>::decode(node, value)) {
-      return Error(node, key,
-                   absl::StrCat("expected an integer, got ", Text(node)));
-    }
-    if (value < minimum) {
-      return Error(
-          node, key,
-          absl::StrCat("expected an integer >= ", minimum, ", got ", value));
-    }
-    return value;
-  }
-
-  absl::StatusOr<double> Number(const YAML::Node& node, const std::string& key,
-                                double minimum, double maximum,
-                                bool exclusive_minimum,
-                                bool exclusive_maximum) const {
-    double value;
-    if (!node.IsScalar() || !YAML::convert<double>::decode(node, value)) {
-      return Error(node, key,
-                   absl::StrCat("expected a number, got ", Text(node)));
-    }
-    const bool low = exclusive_minimum ? value <= minimum : value < minimum;
-    const bool high = exclusive_maximum ? value >= maximum : value > maximum;
-    if (low || high) {
-      return Error(
-          node, key,
-          absl::StrCat("expected a number in ", exclusive_minimum ? "(" : "[",
-                       minimum, ", ", maximum, exclusive_maximum ? ")" : "]",
-                       ", got ", value));
-    }
-    return value;
-  }
-
-  absl::StatusOr<bool> Bool(const YAML::Node& node,
-                            const std::string& key) const {
-    bool value;
-    if (!node.IsScalar() || !YAML::convert<bool>::decode(node, value)) {
-      return Error(node, key,
-                   absl::StrCat("expected true or false, got ", Text(node)));
-    }
-    return value;
-  }
-
-  absl::StatusOr<std::string> String(const YAML::Node& node,
-                                     const std::string& key) const {
-    if (!node.IsScalar()) {
-      return Error(node, key,
-                   absl::StrCat("expected a string, got ", Text(node)));
-    }
-    return node.Scalar();
-  }
-
-  absl::StatusOr<std::string> OneOf(
-      const YAML::Node& node, const std::string& key,
-      const std::vector<std::string>& allowed) const {
-    LORA_ASSIGN_OR_RETURN(std::string value, String(node, key));
-    for (const std::string& option : allowed) {
-      if (value == option) return value;
-    }
-    return Error(node, key,
-                 absl::StrCat("expected one of ", absl::StrJoin(allowed, ", "),
-                              "; got \"", value, "\""));
-  }
-
-  absl::StatusOr<std::vector<std::string>> Strings(
-      const YAML::Node& node, const std::string& key) const {
-    std::vector<std::string> values;
-    if (node.IsScalar()) return std::vector<std::string>{node.Scalar()};
-    if (!node.IsSequence()) {
-      return Error(
-          node, key,
-          absl::StrCat("expected a list of strings, got ", Text(node)));
-    }
-    for (const YAML::Node& item : node) {
-      LORA_ASSIGN_OR_RETURN(std::string value, String(item, key));
-      values.push_back(value);
-    }
-    return values;
-  }
-
-  // Calls `handlers[key]` for every key of a mapping; unknown and repeated
-  // keys are errors.
-  absl::Status ForEachKey(
-      const YAML::Node& map, const std::string& prefix,
-      const std::map<std::string, std::function<absl::Status(
-                                      const YAML::Node&, const std::string&)>>&
-          handlers) const {
-    if (!map.IsMap()) {
-      return Error(map, prefix.empty() ? "config" : prefix,
-                   absl::StrCat("expected a mapping of keys, got ", Text(map)));
-    }
-    std::set<std::string> seen;
-    for (const auto& entry : map) {
-      const std::string name = entry.first.Scalar();
-      const std::string key = prefix.empty() ? name : prefix + "." + name;
-      if (!seen.insert(name).second) {
-        return Error(entry.first, key, "given twice");
-      }
-      auto handler = handlers.find(name);
-      if (handler == handlers.end()) {
-        std::vector<std::string> known;
-        for (const auto& [known_key, unused] : handlers) {
-          known.push_back(known_key);
-        }
-        return Error(entry.first, key,
-                     absl::StrCat("unknown key; known keys here: ",
-                                  absl::StrJoin(known, ", ")));
-      }
-      LORA_RETURN_IF_ERROR(handler->second(entry.second, key));
-    }
-    return absl::OkStatus();
-  }
-
- private:
-  std::string source_;
-};
-
-using Handler =
-    std::function<absl::Status(const YAML::Node&, const std::string&)>;
+using Fields = YamlFields;
+using Handler = YamlFields::Handler;
 
 }  // namespace
 
@@ -173,16 +32,12 @@ std::string AmpModeName(AmpMode mode) {
 
 absl::StatusOr<TrainConfig> ParseTrainConfig(const std::string& text,
                                              const std::string& source) {
-  YAML::Node root;
-  try {
-    root = YAML::Load(text);
-  } catch (const YAML::ParserException& error) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        source, ":", error.mark.line + 1, ": not valid YAML: ", error.msg));
-  }
-  if (!root.IsDefined() || root.IsNull()) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": file is empty"));
-  }
+  LORA_ASSIGN_OR_RETURN(YAML::Node root, LoadYamlDocument(text, source));
+  return ParseTrainConfigNode(root, source);
+}
+
+absl::StatusOr<TrainConfig> ParseTrainConfigNode(const YAML::Node& root,
+                                                 const std::string& source) {
   Fields fields(source);
   TrainConfig config;
   config.lora.rank = 4;

@@ -34,6 +34,8 @@
 #ifndef LORA_SWEEP_LORA_CORE_TRAIN_CONFIG_H_
 #define LORA_SWEEP_LORA_CORE_TRAIN_CONFIG_H_
 
+#include <yaml-cpp/yaml.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -111,6 +113,12 @@ struct TrainConfig {
 // not fit the task, and a missing model or task.
 absl::StatusOr<TrainConfig> ParseTrainConfig(const std::string& text,
                                              const std::string& source);
+
+// The same for an already parsed document. Errors carry the line of each
+// node's position in its source, so a document assembled from nodes of
+// another file (a sweep spec's point) reports that file's lines.
+absl::StatusOr<TrainConfig> ParseTrainConfigNode(const YAML::Node& root,
+                                                 const std::string& source);
 
 // Reads and parses a config file.
 absl::StatusOr<TrainConfig> LoadTrainConfig(const std::string& path);
