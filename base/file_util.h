@@ -14,6 +14,10 @@ namespace lora {
 // errors. Messages name the path and the system error.
 absl::StatusOr<std::string> ReadFile(const std::string& path);
 
+// `path` with a leading "~" or "~/" replaced by $HOME (unchanged when HOME
+// is unset or the path does not start so).
+std::string ExpandHome(const std::string& path);
+
 // Writes `bytes` to `path` so that readers see either the old file or the
 // complete new one, never a torn write, even across a crash: the bytes go to
 // a unique temporary file in the same folder, which is flushed (fsync) and

@@ -9,11 +9,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "base/file_util.h"
 #include "base/sha256.h"
 #include "base/status_macros.h"
 #include "base/yaml_fields.h"
 #include "lora_core/splitmix64.h"
 #include "lora_core/utf8.h"
+#include "sweep/artifact_manifest.h"
 
 namespace lora::sweep {
 namespace {
@@ -41,14 +43,6 @@ const std::map<std::string, std::string>& ReservedKeys() {
        "files on one machine do not travel; put the corpus in data_dir"},
   };
   return *keys;
-}
-
-std::string ExpandHome(const std::string& path) {
-  if (path == "~" || path.rfind("~/", 0) == 0) {
-    const char* home = std::getenv("HOME");
-    if (home != nullptr) return std::string(home) + path.substr(1);
-  }
-  return path;
 }
 
 // A YAML value as JSON: integers, numbers and true/false as such (other YAML
@@ -927,15 +921,6 @@ std::string SearchMethodName(SearchMethod method) {
       return "list";
   }
   return "grid";
-}
-
-bool IsArtifactId(const std::string& value) {
-  if (value.size() != 7 + 64 || value.rfind("sha256:", 0) != 0) return false;
-  for (size_t i = 7; i < value.size(); ++i) {
-    const char c = value[i];
-    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
-  }
-  return true;
 }
 
 SweepValidationOptions LocalValidationOptions() {

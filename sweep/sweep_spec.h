@@ -153,9 +153,6 @@ absl::StatusOr<ExpandedSweep> LoadSweep(const std::string& text,
                                         const std::string& source,
                                         const SweepValidationOptions& options);
 
-// True for "sha256:" followed by 64 lowercase hex digits.
-bool IsArtifactId(const std::string& value);
-
 }  // namespace lora::sweep
 
 #endif  // LORA_SWEEP_SWEEP_SWEEP_SPEC_H_
