@@ -1,0 +1,255 @@
+#include "coordinator/proto_convert.h"
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+#include "lora_core/train_config.h"
+
+namespace lora::coordinator {
+namespace {}  // namespace
+
+google::protobuf::Value ToValue(const nlohmann::json& json) {
+  google::protobuf::Value value;
+  if (json.is_null()) {
+    value.set_null_value(google::protobuf::NULL_VALUE);
+  } else if (json.is_boolean()) {
+    value.set_bool_value(json.get<bool>());
+  } else if (json.is_number()) {
+    value.set_number_value(json.get<double>());
+  } else if (json.is_string()) {
+    value.set_string_value(json.get<std::string>());
+  } else if (json.is_array()) {
+    for (const nlohmann::json& item : json) {
+      *value.mutable_list_value()->add_values() = ToValue(item);
+    }
+  } else {
+    for (const auto& [key, item] : json.items()) {
+      (*value.mutable_struct_value()->mutable_fields())[key] = ToValue(item);
+    }
+  }
+  return value;
+}
+
+namespace {
+
+v1::AmpMode ToProtoAmp(core::AmpMode amp) {
+  switch (amp) {
+    case core::AmpMode::kOff:
+      return v1::AMP_MODE_OFF;
+    case core::AmpMode::kBf16:
+      return v1::AMP_MODE_BF16;
+    case core::AmpMode::kFp16:
+      return v1::AMP_MODE_FP16;
+  }
+  return v1::AMP_MODE_UNSPECIFIED;
+}
+
+}  // namespace
+
+google::protobuf::Timestamp ToTimestamp(int64_t unix_ms) {
+  google::protobuf::Timestamp timestamp;
+  timestamp.set_seconds(unix_ms / 1000);
+  timestamp.set_nanos(static_cast<int32_t>(unix_ms % 1000) * 1000000);
+  return timestamp;
+}
+
+int64_t FromTimestamp(const google::protobuf::Timestamp& timestamp) {
+  return timestamp.seconds() * 1000 + timestamp.nanos() / 1000000;
+}
+
+v1::RunState ToProto(RunState state) {
+  return static_cast<v1::RunState>(static_cast<int>(state));
+}
+
+absl::StatusOr<RunState> FromProto(v1::RunState state) {
+  if (state < v1::RUN_STATE_PENDING || state > v1::RUN_STATE_CANCELLED) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("state: expected a RunState, got ", state));
+  }
+  return static_cast<RunState>(static_cast<int>(state));
+}
+
+v1::SweepState ToProto(SweepState state) {
+  return static_cast<v1::SweepState>(static_cast<int>(state));
+}
+
+v1::Sweep ToProto(const SweepRecord& sweep) {
+  v1::Sweep out;
+  out.set_sweep_id(sweep.sweep_id);
+  out.set_name(sweep.name);
+  out.set_spec_yaml(sweep.spec_yaml);
+  out.set_state(ToProto(sweep.state));
+  out.mutable_metric()->set_name(sweep.metric_name);
+  out.mutable_metric()->set_goal(sweep.metric_maximize
+                                     ? v1::METRIC_GOAL_MAXIMIZE
+                                     : v1::METRIC_GOAL_MINIMIZE);
+  out.set_priority(static_cast<int32_t>(sweep.priority));
+  auto& counts = *out.mutable_run_counts();
+  counts["PENDING"] = static_cast<int32_t>(sweep.counts.pending);
+  counts["LEASED"] = static_cast<int32_t>(sweep.counts.leased);
+  counts["RUNNING"] = static_cast<int32_t>(sweep.counts.running);
+  counts["SUCCEEDED"] = static_cast<int32_t>(sweep.counts.succeeded);
+  counts["FAILED"] = static_cast<int32_t>(sweep.counts.failed);
+  counts["CANCELLED"] = static_cast<int32_t>(sweep.counts.cancelled);
+  out.set_total_runs(static_cast<int32_t>(sweep.counts.total()));
+  *out.mutable_create_time() = ToTimestamp(sweep.create_ms);
+  if (sweep.end_ms > 0) *out.mutable_end_time() = ToTimestamp(sweep.end_ms);
+  return out;
+}
+
+v1::RunConfig RunConfigFromYaml(const std::string& config_yaml,
+                                const RunRecord& run) {
+  v1::RunConfig out;
+  absl::StatusOr<core::TrainConfig> parsed =
+      core::ParseTrainConfig(config_yaml, run.run_id);
+  v1::Resources& resources = *out.mutable_resources();
+  resources.set_device(run.device == "cuda" ? v1::DEVICE_KIND_CUDA
+                                            : v1::DEVICE_KIND_CPU);
+  resources.set_gpus(static_cast<int32_t>(run.gpus));
+  resources.set_cpu_threads(static_cast<int32_t>(run.cpu_threads));
+  resources.mutable_worker_labels()->insert(run.worker_labels.begin(),
+                                            run.worker_labels.end());
+  if (!parsed.ok()) return out;
+  const core::TrainConfig& c = *parsed;
+  const bool artifact_model = c.model.rfind("sha256:", 0) == 0;
+  out.set_model(c.model);
+  if (artifact_model) out.set_model_artifact_id(c.model);
+  out.set_task(core::DataTaskName(c.task));
+  if (c.data_dir.rfind("sha256:", 0) == 0) {
+    out.set_dataset_artifact_id(c.data_dir);
+  }
+  out.set_head(core::HeadKindName(c.head));
+  out.mutable_lora()->set_rank(static_cast<int32_t>(c.lora.rank));
+  out.mutable_lora()->set_alpha(c.lora.alpha);
+  out.mutable_lora()->set_dropout(c.lora.dropout);
+  for (const std::string& target : c.lora.target_modules) {
+    out.mutable_lora()->add_target_modules(target);
+  }
+  out.mutable_lora()->set_use_rslora(c.lora.use_rslora);
+  out.set_epochs(static_cast<int32_t>(c.epochs));
+  out.set_batch_size(static_cast<int32_t>(c.batch_size));
+  out.set_grad_accum_steps(static_cast<int32_t>(c.grad_accum_steps));
+  out.set_lr(c.lr);
+  out.set_weight_decay(c.weight_decay);
+  out.set_warmup_ratio(c.warmup_ratio);
+  out.set_max_grad_norm(c.max_grad_norm);
+  out.set_label_smoothing(c.label_smoothing);
+  out.set_max_seq_len(static_cast<int32_t>(c.max_seq_len));
+  out.set_amp(ToProtoAmp(c.amp));
+  out.set_seed(static_cast<int64_t>(c.seed));
+  out.set_early_stopping_patience(
+      static_cast<int32_t>(c.early_stopping_patience));
+  out.set_full_finetune(c.trainable == core::TrainableSet::kFull);
+  out.set_head_only(c.trainable == core::TrainableSet::kHeadOnly);
+  out.set_num_labels(static_cast<int32_t>(c.num_labels));
+  return out;
+}
+
+v1::Run ToProto(const RunRecord& run) {
+  v1::Run out;
+  out.set_run_id(run.run_id);
+  out.set_sweep_id(run.sweep_id);
+  out.set_index(static_cast<int32_t>(run.index));
+  *out.mutable_config() = RunConfigFromYaml(run.config_yaml, run);
+  out.set_config_hash(run.config_hash);
+  nlohmann::json parameters =
+      nlohmann::json::parse(run.parameters_json, nullptr, false);
+  if (parameters.is_object()) {
+    for (const auto& [key, value] : parameters.items()) {
+      (*out.mutable_parameters())[key] = ToValue(value);
+    }
+  }
+  const RunLifecycle& life = run.lifecycle;
+  out.set_state(ToProto(life.state));
+  out.set_attempt(static_cast<int32_t>(life.attempt));
+  out.set_max_attempts(static_cast<int32_t>(life.max_attempts));
+  out.set_worker_id(life.worker_id);
+  out.set_error(life.error);
+  v1::ParameterCounts& counts = *out.mutable_parameter_counts();
+  counts.set_total(run.counts.total);
+  counts.set_trainable(run.counts.trainable);
+  counts.set_lora(run.counts.lora);
+  counts.set_head(run.counts.head);
+  counts.set_base(run.counts.base);
+  if (run.best_metric) out.set_best_metric(*run.best_metric);
+  out.set_best_epoch(static_cast<int32_t>(run.best_epoch));
+  out.set_step(run.step);
+  out.set_checkpoint_artifact_id(life.checkpoint_artifact_id);
+  out.set_adapter_artifact_id(life.adapter_artifact_id);
+  *out.mutable_create_time() = ToTimestamp(run.create_ms);
+  if (life.start_ms > 0) *out.mutable_start_time() = ToTimestamp(life.start_ms);
+  if (life.end_ms > 0) *out.mutable_end_time() = ToTimestamp(life.end_ms);
+  if (life.lease_expire_ms > 0) {
+    *out.mutable_lease_expire_time() = ToTimestamp(life.lease_expire_ms);
+  }
+  return out;
+}
+
+v1::MetricPoint ToProto(const MetricPoint& point) {
+  v1::MetricPoint out;
+  out.set_name(point.name);
+  out.set_step(point.step);
+  out.set_epoch(static_cast<int32_t>(point.epoch));
+  out.set_value(point.value);
+  *out.mutable_time() = ToTimestamp(point.time_ms);
+  return out;
+}
+
+MetricPoint FromProto(const v1::MetricPoint& point) {
+  MetricPoint out;
+  out.name = point.name();
+  out.step = point.step();
+  out.epoch = point.epoch();
+  out.value = point.value();
+  out.time_ms = FromTimestamp(point.time());
+  return out;
+}
+
+v1::SweepEvent ToProto(const EventRecord& event) {
+  v1::SweepEvent out;
+  out.set_sequence(event.sequence);
+  *out.mutable_time() = ToTimestamp(event.time_ms);
+  switch (event.kind) {
+    case EventRecord::Kind::kRunState: {
+      v1::RunStateChange& change = *out.mutable_run_state();
+      change.set_run_id(event.run_id);
+      change.set_state(ToProto(event.run_state));
+      change.set_attempt(static_cast<int32_t>(event.attempt));
+      change.set_worker_id(event.worker_id);
+      change.set_error(event.error);
+      break;
+    }
+    case EventRecord::Kind::kMetric: {
+      v1::RunMetric& metric = *out.mutable_metric();
+      metric.set_run_id(event.run_id);
+      metric.set_attempt(static_cast<int32_t>(event.attempt));
+      *metric.mutable_point() = ToProto(event.metric);
+      break;
+    }
+    case EventRecord::Kind::kSweepState:
+      out.mutable_sweep_state()->set_state(ToProto(event.sweep_state));
+      break;
+  }
+  return out;
+}
+
+v1::Artifact ToProto(const ArtifactRecord& artifact, bool with_files) {
+  v1::Artifact out;
+  out.set_artifact_id(artifact.artifact_id);
+  out.set_kind(static_cast<v1::ArtifactKind>(artifact.kind));
+  out.set_name(artifact.name);
+  if (with_files) {
+    for (const ArtifactFileRecord& file : artifact.files) {
+      v1::ArtifactFile& entry = *out.add_files();
+      entry.set_path(file.path);
+      entry.set_size_bytes(file.size_bytes);
+      entry.set_sha256(file.sha256);
+    }
+  }
+  out.set_size_bytes(artifact.size_bytes);
+  out.set_run_id(artifact.run_id);
+  *out.mutable_create_time() = ToTimestamp(artifact.create_ms);
+  return out;
+}
+
+}  // namespace lora::coordinator
