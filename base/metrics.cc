@@ -15,6 +15,10 @@
 namespace lora::metrics {
 namespace {
 
+// The hot path promises no locks.
+static_assert(std::atomic<double>::is_always_lock_free);
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+
 // std::atomic<double>::fetch_add is C++20.
 void AtomicAdd(std::atomic<double>& target, double amount) {
   double current = target.load(std::memory_order_relaxed);

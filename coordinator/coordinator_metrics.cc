@@ -92,7 +92,12 @@ void CoordinatorMetrics::CountIngested(int64_t points) {
 }
 
 void CoordinatorMetrics::ObserveStore(const std::string& op, double seconds) {
-  store_latency_->WithLabels({op})->Observe(seconds);
+  auto known = store_ops_.find(op);
+  if (known != store_ops_.end()) {
+    known->second->Observe(seconds);
+  } else {
+    store_latency_->WithLabels({op})->Observe(seconds);
+  }
 }
 
 absl::Status CoordinatorMetrics::Register() {
@@ -117,6 +122,15 @@ absl::Status CoordinatorMetrics::Register() {
                               "Latency of one run store step (one SQLite "
                               "transaction), by operation.",
                               {"op"}, latency_buckets));
+  // The store's operations, looked up once: the hot path reads this map
+  // without a lock.
+  for (const char* op :
+       {"create_sweep", "get_sweep", "list_sweeps", "get_run", "list_runs",
+        "transition_run", "cancel_sweep", "requeue_failed_runs",
+        "append_metrics", "read_metric_series", "read_events", "upsert_worker",
+        "list_workers", "put_artifact", "get_artifact", "list_artifacts"}) {
+    store_ops_[op] = store_latency_->WithLabels({op});
+  }
 
   Coordinator* coordinator = coordinator_;
   const int64_t retention_ms = retention_ms_;

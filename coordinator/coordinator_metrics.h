@@ -19,6 +19,7 @@
 #define LORA_SWEEP_COORDINATOR_COORDINATOR_METRICS_H_
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -53,6 +54,8 @@ class CoordinatorMetrics {
   std::shared_ptr<metrics::Histogram> dispatch_;
   std::shared_ptr<metrics::Counter> ingested_;
   std::shared_ptr<metrics::HistogramFamily> store_latency_;
+  // Filled by Register(), read-only afterwards.
+  std::map<std::string, std::shared_ptr<metrics::Histogram>> store_ops_;
 };
 
 }  // namespace lora::coordinator
