@@ -497,25 +497,51 @@ class DownloadReactor
 }  // namespace
 
 // ---------------------------------------------------------------------------
-// SweepService.
+// What both services share: authorisation, unary completion, artifacts.
 // ---------------------------------------------------------------------------
 
-class CoordinatorServices::SweepServiceImpl
-    : public v1::SweepService::CallbackService {
- public:
-  SweepServiceImpl(Coordinator* coordinator, ArtifactStore* artifacts,
-                   const ServiceOptions& options, DispatchLoop* dispatch)
+namespace {
+
+// A stream refused before it starts.
+template <typename Reactor>
+Reactor* Refused(const absl::Status& status) {
+  class RefusedReactor : public Reactor {
+   public:
+    explicit RefusedReactor(const absl::Status& status) {
+      this->Finish(ToGrpcStatus(status));
+    }
+    void OnDone() override { delete this; }
+  };
+  return new RefusedReactor(status);
+}
+
+// `value` converted into `*out`, or its error.
+template <typename T, typename Out, typename Convert>
+absl::Status Reply(absl::StatusOr<T> value, Out* out, Convert convert) {
+  if (!value.ok()) return value.status();
+  *out = convert(*value);
+  return absl::OkStatus();
+}
+
+class CallGuard {
+ protected:
+  CallGuard(Coordinator* coordinator, ArtifactStore* artifacts,
+            const ServiceOptions& options, ApiKind api)
       : coordinator_(coordinator),
-        store_(coordinator->store()),
         artifacts_(artifacts),
         options_(options),
-        dispatch_(dispatch) {}
+        api_(api) {}
+
+  absl::Status Authorize(grpc::CallbackServerContext* context) const {
+    if (!options_.authorize) return absl::OkStatus();
+    return options_.authorize(AuthorizationOf(context), api_);
+  }
 
   // Runs `handler` (returning absl::Status) after authorisation and
   // finishes the call with its status.
   template <typename Handler>
   grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context,
-                                  Handler handler) {
+                                  Handler handler) const {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     absl::Status status = Authorize(context);
     if (status.ok()) status = handler();
@@ -523,10 +549,51 @@ class CoordinatorServices::SweepServiceImpl
     return reactor;
   }
 
-  absl::Status Authorize(grpc::CallbackServerContext* context) {
-    if (!options_.authorize) return absl::OkStatus();
-    return options_.authorize(AuthorizationOf(context), ApiKind::kSweepService);
+  grpc::ServerReadReactor<v1::UploadArtifactRequest>* Upload(
+      grpc::CallbackServerContext* context,
+      v1::UploadArtifactResponse* response) const {
+    absl::Status status = Authorize(context);
+    if (!status.ok()) {
+      return Refused<grpc::ServerReadReactor<v1::UploadArtifactRequest>>(
+          status);
+    }
+    return new UploadReactor(artifacts_, coordinator_, response);
   }
+
+  grpc::ServerWriteReactor<v1::DownloadArtifactResponse>* Download(
+      grpc::CallbackServerContext* context,
+      const v1::DownloadArtifactRequest* request) const {
+    absl::Status status = Authorize(context);
+    if (!status.ok()) {
+      return Refused<grpc::ServerWriteReactor<v1::DownloadArtifactResponse>>(
+          status);
+    }
+    return new DownloadReactor(artifacts_, request->artifact_id());
+  }
+
+  Coordinator* const coordinator_;
+  ArtifactStore* const artifacts_;
+  const ServiceOptions& options_;
+
+ private:
+  const ApiKind api_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+// SweepService.
+// ---------------------------------------------------------------------------
+
+class CoordinatorServices::SweepServiceImpl
+    : public v1::SweepService::CallbackService,
+      private CallGuard {
+ public:
+  SweepServiceImpl(Coordinator* coordinator, ArtifactStore* artifacts,
+                   const ServiceOptions& options, DispatchLoop* dispatch)
+      : CallGuard(coordinator, artifacts, options, ApiKind::kSweepService),
+        store_(coordinator->store()),
+        dispatch_(dispatch) {}
 
   grpc::ServerUnaryReactor* SubmitSweep(
       grpc::CallbackServerContext* context,
@@ -560,11 +627,9 @@ class CoordinatorServices::SweepServiceImpl
   grpc::ServerUnaryReactor* GetSweep(grpc::CallbackServerContext* context,
                                      const v1::GetSweepRequest* request,
                                      v1::Sweep* response) override {
-    return Unary(context, [&]() -> absl::Status {
-      absl::StatusOr<SweepRecord> sweep = store_->GetSweep(request->sweep_id());
-      if (!sweep.ok()) return sweep.status();
-      *response = ToProto(*sweep);
-      return absl::OkStatus();
+    return Unary(context, [&] {
+      return Reply(store_->GetSweep(request->sweep_id()), response,
+                   [](const SweepRecord& sweep) { return ToProto(sweep); });
     });
   }
 
@@ -658,24 +723,18 @@ class CoordinatorServices::SweepServiceImpl
   grpc::ServerUnaryReactor* CancelSweep(grpc::CallbackServerContext* context,
                                         const v1::CancelSweepRequest* request,
                                         v1::Sweep* response) override {
-    return Unary(context, [&]() -> absl::Status {
-      absl::StatusOr<SweepRecord> sweep =
-          coordinator_->CancelSweep(request->sweep_id());
-      if (!sweep.ok()) return sweep.status();
-      *response = ToProto(*sweep);
-      return absl::OkStatus();
+    return Unary(context, [&] {
+      return Reply(coordinator_->CancelSweep(request->sweep_id()), response,
+                   [](const SweepRecord& sweep) { return ToProto(sweep); });
     });
   }
 
   grpc::ServerUnaryReactor* CancelRun(grpc::CallbackServerContext* context,
                                       const v1::CancelRunRequest* request,
                                       v1::Run* response) override {
-    return Unary(context, [&]() -> absl::Status {
-      absl::StatusOr<RunRecord> run =
-          coordinator_->CancelRun(request->run_id());
-      if (!run.ok()) return run.status();
-      *response = ToProto(*run);
-      return absl::OkStatus();
+    return Unary(context, [&] {
+      return Reply(coordinator_->CancelRun(request->run_id()), response,
+                   [](const RunRecord& run) { return ToProto(run); });
     });
   }
 
@@ -683,12 +742,11 @@ class CoordinatorServices::SweepServiceImpl
       grpc::CallbackServerContext* context,
       const v1::GetResultsRequest* request,
       v1::GetResultsResponse* response) override {
-    return Unary(context, [&]() -> absl::Status {
-      absl::StatusOr<v1::GetResultsResponse> results =
-          BuildResults(store_, request->sweep_id(), request->group_by());
-      if (!results.ok()) return results.status();
-      *response = std::move(*results);
-      return absl::OkStatus();
+    return Unary(context, [&] {
+      return Reply(
+          BuildResults(store_, request->sweep_id(), request->group_by()),
+          response,
+          [](v1::GetResultsResponse& results) { return std::move(results); });
     });
   }
 
@@ -729,20 +787,17 @@ class CoordinatorServices::SweepServiceImpl
   grpc::ServerReadReactor<v1::UploadArtifactRequest>* UploadArtifact(
       grpc::CallbackServerContext* context,
       v1::UploadArtifactResponse* response) override {
-    absl::Status status = Authorize(context);
-    if (!status.ok()) return RefusedUpload(status);
-    return new UploadReactor(artifacts_, coordinator_, response);
+    return Upload(context, response);
   }
 
   grpc::ServerUnaryReactor* GetArtifact(grpc::CallbackServerContext* context,
                                         const v1::GetArtifactRequest* request,
                                         v1::Artifact* response) override {
-    return Unary(context, [&]() -> absl::Status {
-      absl::StatusOr<ArtifactRecord> artifact =
-          artifacts_->Get(request->artifact_id());
-      if (!artifact.ok()) return artifact.status();
-      *response = ToProto(*artifact, true);
-      return absl::OkStatus();
+    return Unary(context, [&] {
+      return Reply(artifacts_->Get(request->artifact_id()), response,
+                   [](const ArtifactRecord& artifact) {
+                     return ToProto(artifact, true);
+                   });
     });
   }
 
@@ -769,42 +824,11 @@ class CoordinatorServices::SweepServiceImpl
   grpc::ServerWriteReactor<v1::DownloadArtifactResponse>* DownloadArtifact(
       grpc::CallbackServerContext* context,
       const v1::DownloadArtifactRequest* request) override {
-    absl::Status status = Authorize(context);
-    if (!status.ok()) return RefusedDownload(status);
-    return new DownloadReactor(artifacts_, request->artifact_id());
-  }
-
-  // A stream refused before it starts.
-  static grpc::ServerReadReactor<v1::UploadArtifactRequest>* RefusedUpload(
-      const absl::Status& status) {
-    class Refused : public grpc::ServerReadReactor<v1::UploadArtifactRequest> {
-     public:
-      explicit Refused(const absl::Status& status) {
-        Finish(ToGrpcStatus(status));
-      }
-      void OnDone() override { delete this; }
-    };
-    return new Refused(status);
-  }
-
-  static grpc::ServerWriteReactor<v1::DownloadArtifactResponse>*
-  RefusedDownload(const absl::Status& status) {
-    class Refused
-        : public grpc::ServerWriteReactor<v1::DownloadArtifactResponse> {
-     public:
-      explicit Refused(const absl::Status& status) {
-        Finish(ToGrpcStatus(status));
-      }
-      void OnDone() override { delete this; }
-    };
-    return new Refused(status);
+    return Download(context, request);
   }
 
  private:
-  Coordinator* const coordinator_;
   RunStore* const store_;
-  ArtifactStore* const artifacts_;
-  const ServiceOptions& options_;
   DispatchLoop* const dispatch_;
 };
 
@@ -878,30 +902,13 @@ class ProgressStream
 }  // namespace
 
 class CoordinatorServices::WorkerServiceImpl
-    : public v1::WorkerService::CallbackService {
+    : public v1::WorkerService::CallbackService,
+      private CallGuard {
  public:
   WorkerServiceImpl(Coordinator* coordinator, ArtifactStore* artifacts,
                     const ServiceOptions& options, DispatchLoop* dispatch)
-      : coordinator_(coordinator),
-        artifacts_(artifacts),
-        options_(options),
+      : CallGuard(coordinator, artifacts, options, ApiKind::kWorkerService),
         dispatch_(dispatch) {}
-
-  absl::Status Authorize(grpc::CallbackServerContext* context) {
-    if (!options_.authorize) return absl::OkStatus();
-    return options_.authorize(AuthorizationOf(context),
-                              ApiKind::kWorkerService);
-  }
-
-  template <typename Handler>
-  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context,
-                                  Handler handler) {
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    absl::Status status = Authorize(context);
-    if (status.ok()) status = handler();
-    reactor->Finish(ToGrpcStatus(status));
-    return reactor;
-  }
 
   grpc::ServerUnaryReactor* RegisterWorker(
       grpc::CallbackServerContext* context,
@@ -985,15 +992,8 @@ class CoordinatorServices::WorkerServiceImpl
       grpc::CallbackServerContext* context) override {
     absl::Status status = Authorize(context);
     if (!status.ok()) {
-      class Refused
-          : public grpc::ServerBidiReactor<v1::ProgressBatch, v1::ProgressAck> {
-       public:
-        explicit Refused(const absl::Status& status) {
-          Finish(ToGrpcStatus(status));
-        }
-        void OnDone() override { delete this; }
-      };
-      return new Refused(status);
+      return Refused<
+          grpc::ServerBidiReactor<v1::ProgressBatch, v1::ProgressAck>>(status);
     }
     return new ProgressStream(coordinator_, options_);
   }
@@ -1032,23 +1032,16 @@ class CoordinatorServices::WorkerServiceImpl
   grpc::ServerReadReactor<v1::UploadArtifactRequest>* UploadArtifact(
       grpc::CallbackServerContext* context,
       v1::UploadArtifactResponse* response) override {
-    absl::Status status = Authorize(context);
-    if (!status.ok()) return SweepServiceImpl::RefusedUpload(status);
-    return new UploadReactor(artifacts_, coordinator_, response);
+    return Upload(context, response);
   }
 
   grpc::ServerWriteReactor<v1::DownloadArtifactResponse>* DownloadArtifact(
       grpc::CallbackServerContext* context,
       const v1::DownloadArtifactRequest* request) override {
-    absl::Status status = Authorize(context);
-    if (!status.ok()) return SweepServiceImpl::RefusedDownload(status);
-    return new DownloadReactor(artifacts_, request->artifact_id());
+    return Download(context, request);
   }
 
  private:
-  Coordinator* const coordinator_;
-  ArtifactStore* const artifacts_;
-  const ServiceOptions& options_;
   DispatchLoop* const dispatch_;
 };
 
