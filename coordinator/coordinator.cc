@@ -357,8 +357,14 @@ absl::StatusOr<RunRecord> Coordinator::FinishRun(const FinishReport& report) {
       end.error = report.error.empty() ? "the attempt failed" : report.error;
       break;
     case AttemptOutcome::kStopped:
-      // The worker stopped on our order; a cancelled run is already final.
-      return run;
+      // Stopped on our order: a cancelled run is already final. Otherwise
+      // the worker gave the run up (it is draining): the run goes back to
+      // the queue at once, to resume from its last checkpoint elsewhere.
+      if (IsTerminal(run.lifecycle.state)) return run;
+      end.kind = RunTransition::Kind::kFail;
+      end.error = report.error.empty() ? "the worker gave the run up"
+                                       : report.error;
+      break;
   }
   LORA_ASSIGN_OR_RETURN(RunRecord after,
                         store_->TransitionRun(report.run_id, end));

@@ -134,7 +134,9 @@ class Coordinator {
   // error: the result says stop (and nothing is stored).
   absl::StatusOr<ProgressResult> ReportProgress(const ProgressReport& report);
   // Ends an attempt; returns the run's state afterwards. Idempotent for a
-  // repeated report of the same attempt.
+  // repeated report of the same attempt. kStopped on a cancelled run
+  // changes nothing; on a live run it gives the run up (a draining worker):
+  // back to the queue with attempt + 1, like a retryable failure.
   absl::StatusOr<RunRecord> FinishRun(const FinishReport& report);
   std::vector<WorkerState> Workers() const;
   // RUNNING runs whose step has not advanced for options().stall_after_ms,

@@ -681,7 +681,11 @@ class CoordinatorServices::SweepServiceImpl
       filter.limit = PageSize(request->page_size(), options_);
       absl::StatusOr<std::vector<RunRecord>> runs = store_->ListRuns(filter);
       if (!runs.ok()) return runs.status();
-      for (const RunRecord& run : *runs) *response->add_runs() = ToProto(run);
+      for (const RunRecord& run : *runs) {
+        v1::Run& out = *response->add_runs();
+        out = ToProto(run);
+        FillLatestMetrics(store_, &out);
+      }
       if (static_cast<int64_t>(runs->size()) == filter.limit) {
         response->set_next_page_token(runs->back().run_id);
       }
@@ -976,6 +980,7 @@ class CoordinatorServices::WorkerServiceImpl
               ToTimestamp(job.run.lifecycle.lease_expire_ms);
           out.set_resume_checkpoint_artifact_id(
               job.run.lifecycle.checkpoint_artifact_id);
+          out.set_config_yaml(job.run.config_yaml);
           out.mutable_metric()->set_name(job.metric_name);
           out.mutable_metric()->set_goal(job.metric_maximize
                                              ? v1::METRIC_GOAL_MAXIMIZE

@@ -4,6 +4,7 @@
 #include <ATen/autocast_mode.h>
 #include <torch/nn/utils/clip_grad.h>
 
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
@@ -94,6 +95,10 @@ at::Tensor MaskedLmTargets(const TensorBatch& batch) {
   return batch.mlm_labels.index({MaskedPositions(batch)});
 }
 
+// Set by Trainer::RequestStop (from a signal handler).
+std::atomic<bool> stop_signalled{false};
+static_assert(std::atomic<bool>::is_always_lock_free);
+
 uint64_t MaskSeed(uint64_t seed, int64_t epoch, int64_t batch) {
   return seed * 0x9E3779B97F4A7C15ULL ^
          (static_cast<uint64_t>(epoch + 2) << 32) ^
@@ -106,6 +111,10 @@ bool Improved(double value, double best, bool maximize, bool first) {
 }
 
 }  // namespace
+
+void Trainer::RequestStop() {
+  stop_signalled.store(true, std::memory_order_relaxed);
+}
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
     const TrainConfig& config) {
@@ -393,7 +402,12 @@ absl::StatusOr<Json> Trainer::Run() {
 
   auto save = [&]() -> absl::Status {
     progress.scaler = scaler_.state();
-    return SaveTrainingCheckpoint(checkpoint, *model_, *optimizer_, progress);
+    LORA_RETURN_IF_ERROR(
+        SaveTrainingCheckpoint(checkpoint, *model_, *optimizer_, progress));
+    Record(Json{{"type", "checkpoint"},
+                {"step", progress.step},
+                {"epoch", progress.epoch + 1}});
+    return absl::OkStatus();
   };
 
   std::map<std::string, double> last_metrics;
@@ -469,7 +483,8 @@ absl::StatusOr<Json> Trainer::Run() {
                  {"skipped", found_inf}});
       }
       const bool stop_requested =
-          c.stop_after_steps > 0 && progress.step >= c.stop_after_steps;
+          (c.stop_after_steps > 0 && progress.step >= c.stop_after_steps) ||
+          stop_signalled.load(std::memory_order_relaxed);
       if (stop_requested || (c.checkpoint_every_steps > 0 &&
                              progress.step % c.checkpoint_every_steps == 0)) {
         progress.train_seconds +=

@@ -71,9 +71,17 @@ class Trainer {
 
   // Trains (resuming from output_dir's checkpoint when config.resume and one
   // exists), evaluates every epoch, exports, and returns results.json's
-  // content. With config.stop_after_steps it stops after that many optimizer
-  // steps and saves a checkpoint ("status": "stopped").
+  // content. With config.stop_after_steps, or after RequestStop(), it stops
+  // at the next optimizer step boundary and saves a checkpoint ("status":
+  // "stopped"). After every checkpoint it writes a metrics record
+  // {"type": "checkpoint", "step", "epoch"}: the checkpoint folder is then
+  // complete (workers upload it on seeing the record).
   absl::StatusOr<nlohmann::json> Run();
+
+  // Asks every running Trainer to checkpoint and stop at its next step
+  // boundary. Async-signal-safe: lora-train calls it from its SIGTERM
+  // handler, so a worker draining its jobs loses no progress.
+  static void RequestStop();
 
   // Validation metrics of the model as it is now: classification val_loss
   // and val_accuracy; language modelling val_loss and val_perplexity.

@@ -2,6 +2,7 @@
 // coordinator. Run `lora-train --help` for usage.
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -189,6 +190,9 @@ int Train(const Arguments& args, bool pretrain) {
   }
   Progress progress;
   (*trainer)->set_observer(std::ref(progress));
+  // SIGTERM (a worker draining, or a cancelled run): checkpoint at the next
+  // step and stop with "status": "stopped".
+  std::signal(SIGTERM, [](int) { lora::core::Trainer::RequestStop(); });
   absl::StatusOr<nlohmann::json> results = (*trainer)->Run();
   if (!results.ok()) {
     std::cerr << "lora-train: " << results.status().message() << "\n";

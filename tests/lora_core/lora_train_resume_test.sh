@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Exact resume: a run interrupted at a step — by --stop-after-steps, and by
-# SIGKILL
+# Exact resume: a run interrupted at a step — by --stop-after-steps, by
+# SIGTERM (checkpoint and stop, as a draining worker asks) and by SIGKILL
 # in the middle of training — and then resumed produces exactly the loss
 # sequence, epoch metrics and adapter of an uninterrupted run (CPU, same
 # threads, bf16 autocast, dropout on, so the generator state matters).
@@ -55,6 +55,25 @@ wait "$pid" 2>/dev/null
 ls "$work/c/checkpoint" | grep -q tmp && echo "note: a temporary file from the killed write remains (ignored)"
 run "$work/c" || fail "resumed run C exited $?"
 
+# D: SIGTERM once training is under way: checkpoint, "stopped", exit 0,
+# with a checkpoint record written after the checkpoint; then resumed.
+"$bin" train "$work/job.yaml" --output-dir "$work/d" > /dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1 1200); do
+  steps=$(grep -c '"type":"step"' "$work/d/metrics.jsonl" 2>/dev/null || echo 0)
+  [ "$steps" -ge 10 ] && break
+  sleep 0.05
+done
+kill -TERM "$pid" 2>/dev/null
+wait "$pid"
+status=$?
+[ "$status" -eq 0 ] || fail "run D exited $status after SIGTERM"
+grep -q '"status": "stopped"' "$work/d/results.json" 2>/dev/null ||
+  fail "run D did not stop with status stopped"
+tail -n 1 "$work/d/metrics.jsonl" | grep -q '"type":"checkpoint"' ||
+  fail "run D's last record is not its checkpoint"
+run "$work/d" || fail "resumed run D exited $?"
+
 /usr/bin/python3 - "$work" <<'PY' || fail "resumed runs differ from the uninterrupted run"
 import json, sys
 work = sys.argv[1]
@@ -72,7 +91,7 @@ def records(run):
     return steps, epochs
 a_steps, a_epochs = records("a")
 assert len(a_steps) == 2 * 47, len(a_steps)
-for run in ("b", "c"):
+for run in ("b", "c", "d"):
     steps, epochs = records(run)
     assert sorted(steps) == sorted(a_steps), (run, len(steps))
     for step, loss in a_steps.items():
