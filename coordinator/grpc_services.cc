@@ -258,8 +258,11 @@ class DispatchLoop {
     watchers_.remove_if([](const auto& w) { return w->done(); });
     if (stopping_ ||
         static_cast<int64_t>(watchers_.size()) >= options_.max_watchers) {
-      watcher->End(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                                "too many watchers; retry later"));
+      watcher->End(stopping_
+                       ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                      "coordinator stopping; retry")
+                       : grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                                      "too many watchers; retry later"));
       watchers_.push_back(std::move(watcher));
       return false;
     }
