@@ -81,7 +81,8 @@ class ScopedFd {
 // below `parent_fd`, one component at a time and following no symlink, so
 // that nothing below can lead out of it. With `create`, missing folders are
 // made (mode 0755) and each new entry is synced into its parent. `shown` is
-// the parent's path for messages. NotFound when a component is missing.
+// the parent's path for messages. NotFound when a component is missing,
+// FailedPrecondition when one is a symlink or not a folder.
 absl::StatusOr<int> OpenDirBeneath(int parent_fd, absl::string_view relative,
                                    bool create, absl::string_view shown) {
   ScopedFd current(::dup(parent_fd));
@@ -105,7 +106,7 @@ absl::StatusOr<int> OpenDirBeneath(int parent_fd, absl::string_view relative,
     const int next = ::openat(current.get(), component.c_str(), kDirFlags);
     if (next < 0) {
       if (errno == ELOOP || errno == ENOTDIR) {
-        return absl::InternalError(
+        return absl::FailedPreconditionError(
             absl::StrCat(shown_here, " is a symlink or not a folder"));
       }
       return ErrnoStatus(errno, "open folder", shown_here);
@@ -543,17 +544,26 @@ absl::StatusOr<bool> ArtifactReader::Next(FileChunk* chunk) {
   const std::string shown = absl::StrCat(shown_folder_, "/", file.path);
   if (file_fd_ < 0) {
     const auto [folder, base] = SplitParent(file.path);
+    // A missing file or folder, or a symlink in place of one, means the
+    // folder is no longer the recorded artifact: DataLoss.
     absl::StatusOr<int> dir_fd =
         OpenDirBeneath(folder_fd_, folder, /*create=*/false, shown_folder_);
-    if (!dir_fd.ok())
-      return Fail(absl::DataLossError(dir_fd.status().message()));
+    if (!dir_fd.ok()) {
+      const absl::Status& status = dir_fd.status();
+      return Fail(absl::IsNotFound(status) || absl::IsFailedPrecondition(status)
+                      ? absl::DataLossError(status.message())
+                      : status);
+    }
     ScopedFd dir(*dir_fd);
     const std::string base_name(base);
     file_fd_ = ::openat(dir.get(), base_name.c_str(),
                         O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (file_fd_ < 0) {
-      return Fail(
-          absl::DataLossError(ErrnoStatus(errno, "open", shown).message()));
+      const int error = errno;
+      const absl::Status status = ErrnoStatus(error, "open", shown);
+      return Fail(error == ENOENT || error == ELOOP
+                      ? absl::DataLossError(status.message())
+                      : status);
     }
     struct stat info;
     if (::fstat(file_fd_, &info) != 0) {
@@ -680,7 +690,8 @@ absl::Status ArtifactStore::CreateStaging(std::string* name, int* fd) {
     std::string candidate =
         absl::StrCat(::getpid(), ".", next_staging_.fetch_add(1), ".",
                      absl::ToUnixNanos(absl::Now()));
-    if (::mkdirat(staging_fd_, candidate.c_str(), 0700) != 0) {
+    // 0755: the folder becomes the published one. .staging itself is 0700.
+    if (::mkdirat(staging_fd_, candidate.c_str(), 0755) != 0) {
       if (errno == EEXIST) continue;
       return ErrnoStatus(
           errno, "create folder",

@@ -103,7 +103,8 @@ class UploadSession {
   bool existed_at_begin() const { return verify_only_; }
 
   // Takes the next chunk: `path` must be the file being written (or a
-  // later one, when every file in between is empty or complete), `offset`
+  // later one, when the current file is complete and those in between are
+  // empty: an empty file needs no chunk), `offset`
   // the number of its bytes received so far, and offset + data.size() at
   // most the file's size. `data` is at most kMaxChunkBytes; an empty chunk
   // is allowed. InvalidArgument naming the path and offset otherwise (a

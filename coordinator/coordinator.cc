@@ -336,8 +336,12 @@ absl::StatusOr<ProgressResult> Coordinator::ReportProgress(
 
 absl::StatusOr<RunRecord> Coordinator::FinishRun(const FinishReport& report) {
   LORA_ASSIGN_OR_RETURN(RunRecord run, store_->GetRun(report.run_id));
-  // A repeated report of an attempt that already ended changes nothing.
-  if (run.lifecycle.attempt > report.attempt ||
+  // A repeated report of an attempt that already ended changes nothing. A
+  // success reported for an older attempt is never a repeat (a recorded
+  // success ends the run at that attempt): that attempt lost its lease, and
+  // CheckLease refuses it so the worker knows its result was not recorded.
+  const bool older_attempt = run.lifecycle.attempt > report.attempt;
+  if ((older_attempt && report.outcome != AttemptOutcome::kSucceeded) ||
       (IsTerminal(run.lifecycle.state) &&
        run.lifecycle.attempt == report.attempt)) {
     return run;

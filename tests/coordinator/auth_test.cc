@@ -163,7 +163,7 @@ class AuthenticateTest : public ::testing::Test {
 };
 
 TEST_F(AuthenticateTest, AcceptsBearerInAnyCase) {
-  for (const std::string header :
+  for (const std::string& header :
        {absl::StrCat("Bearer ", kWorkerToken),
         absl::StrCat("bearer ", kWorkerToken),
         absl::StrCat("BEARER   ", kWorkerToken, "  "),
@@ -176,7 +176,7 @@ TEST_F(AuthenticateTest, AcceptsBearerInAnyCase) {
 
 TEST_F(AuthenticateTest, RefusesWithoutEchoingTheToken) {
   const std::string unknown = "unkn0wn-t0ken-0123456789abcdef";
-  for (const std::string header :
+  for (const std::string& header :
        {std::string(""), std::string("   "), std::string(kClientToken),
         absl::StrCat("Basic ", kClientToken),
         absl::StrCat("Token ", kClientToken), std::string("Bearer "),

@@ -146,9 +146,11 @@ TEST_F(CoordinatorTest,
   EXPECT_EQ(stale.stop_reason, "lease_lost");
   FinishReport finish{
       job.run.run_id, 1, job.lease_id, AttemptOutcome::kSucceeded, "", ""};
-  absl::StatusOr<RunRecord> finished = coordinator_.FinishRun(finish);
-  ASSERT_TRUE(finished.ok());  // an older attempt's report changes nothing
-  EXPECT_EQ(finished->lifecycle.state, RunState::kLeased);
+  // Its success is refused (the run is someone else's now) and changes
+  // nothing.
+  EXPECT_EQ(coordinator_.FinishRun(finish).status().code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(store_.GetRun(job.run.run_id)->lifecycle.state, RunState::kLeased);
   absl::StatusOr<HeartbeatResult> beat =
       coordinator_.Heartbeat(a, {{job.run.run_id, 1, job.lease_id, 11}}, 1);
   ASSERT_TRUE(beat.ok());
