@@ -1,5 +1,7 @@
 #include "coordinator/coordinator.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -90,7 +92,16 @@ absl::StatusOr<SubmitResult> Coordinator::Submit(SubmitRequest request) {
   request.now_ms = NowMs();
   LORA_ASSIGN_OR_RETURN(SubmitResult result,
                         SubmitSweep(store_, request, validation_));
-  if (!request.dry_run) NotifyChange();
+  if (!request.dry_run) {
+    spdlog::info("sweep {} \"{}\" {}: {} runs{}", result.sweep.sweep_id,
+                 result.sweep.name,
+                 result.already_existed ? "resubmitted" : "submitted",
+                 result.runs.size(),
+                 result.requeued_runs > 0
+                     ? absl::StrCat(", ", result.requeued_runs, " requeued")
+                     : "");
+    NotifyChange();
+  }
   return result;
 }
 
@@ -98,6 +109,7 @@ absl::StatusOr<SweepRecord> Coordinator::CancelSweep(
     const std::string& sweep_id) {
   LORA_ASSIGN_OR_RETURN(SweepRecord sweep,
                         store_->CancelSweep(sweep_id, NowMs()));
+  spdlog::info("sweep {} cancelled", sweep_id);
   NotifyChange();
   return sweep;
 }
@@ -107,6 +119,7 @@ absl::StatusOr<RunRecord> Coordinator::CancelRun(const std::string& run_id) {
   cancel.kind = RunTransition::Kind::kCancel;
   cancel.now_ms = NowMs();
   LORA_ASSIGN_OR_RETURN(RunRecord run, store_->TransitionRun(run_id, cancel));
+  spdlog::info("run {} of sweep {} cancelled", run_id, run.sweep_id);
   NotifyChange();
   return run;
 }
@@ -147,6 +160,8 @@ absl::StatusOr<WorkerState> Coordinator::RegisterWorker(
     absl::MutexLock lock(&mutex_);
     workers_[worker_id] = state;
   }
+  spdlog::info("worker {} registered as {} ({}, {} slots)", name, worker_id,
+               state.offer.device, state.max_concurrent_jobs);
   if (released) NotifyChange();
   return state;
 }
@@ -268,6 +283,8 @@ absl::StatusOr<std::optional<LeasedJob>> Coordinator::TryAcquireJob(
   lease.worker_id = worker_id;
   lease.lease_expire_ms = lease.now_ms + options_.timing.lease_ttl_ms;
   LORA_ASSIGN_OR_RETURN(RunRecord run, store_->TransitionRun(*chosen, lease));
+  spdlog::info("run {} of sweep {} leased to worker {} (attempt {})",
+               run.run_id, run.sweep_id, worker_id, run.lifecycle.attempt);
   const SweepRecord& sweep = sweeps.at(run.sweep_id);
   LeasedJob job;
   job.lease_id = LeaseId(run.run_id, run.lifecycle.attempt, worker_id);
@@ -366,12 +383,16 @@ absl::StatusOr<RunRecord> Coordinator::FinishRun(const FinishReport& report) {
       // the queue at once, to resume from its last checkpoint elsewhere.
       if (IsTerminal(run.lifecycle.state)) return run;
       end.kind = RunTransition::Kind::kFail;
-      end.error = report.error.empty() ? "the worker gave the run up"
-                                       : report.error;
+      end.error =
+          report.error.empty() ? "the worker gave the run up" : report.error;
       break;
   }
   LORA_ASSIGN_OR_RETURN(RunRecord after,
                         store_->TransitionRun(report.run_id, end));
+  spdlog::info("run {} of sweep {} attempt {} on worker {}: {}{}", after.run_id,
+               after.sweep_id, report.attempt, end.worker_id,
+               RunStateName(after.lifecycle.state),
+               end.error.empty() ? "" : " (" + end.error.substr(0, 200) + ")");
   NotifyChange();
   return after;
 }
@@ -419,7 +440,13 @@ int64_t Coordinator::ExpireLeases() {
     RunTransition expire;
     expire.kind = RunTransition::Kind::kExpireLease;
     expire.now_ms = now;
-    if (store_->TransitionRun(run_id, expire).ok()) ++expired;
+    absl::StatusOr<RunRecord> run = store_->TransitionRun(run_id, expire);
+    if (run.ok()) {
+      ++expired;
+      spdlog::warn("run {} of sweep {}: lease expired; now {} at attempt {}",
+                   run_id, run->sweep_id, RunStateName(run->lifecycle.state),
+                   run->lifecycle.attempt);
+    }
   }
   if (expired > 0) NotifyChange();
   return expired;
