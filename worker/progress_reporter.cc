@@ -327,6 +327,7 @@ void ProgressReporter::OpenStream() {
     context_ = std::move(context);
     if (had_stream_failure_) ++counters_.reconnects;
   }
+  had_stream_failure_ = false;
   stream_deadline_ = absl::Now() + options_.stream_lifetime;
   stream_ = channel_->stub()->ReportProgress(raw);
 }

@@ -116,7 +116,7 @@ struct ProgressReporterCounters {
   int64_t batches_acked = 0;
   int64_t points_sent = 0;           // in written batches (re-sends included)
   int64_t points_acked = 0;          // in acknowledged batches
-  int64_t reconnects = 0;            // streams opened after a failure
+  int64_t reconnects = 0;            // streams opened after a failed one
   int64_t checkpoints_reported = 0;  // acked batches with an artifact id
   int64_t checkpoints_skipped = 0;   // the hook failed every attempt
   int64_t invalid_lines = 0;         // skipped lines of the metrics file

@@ -200,8 +200,10 @@ class ProgressReporterTest : public ::testing::Test {
     std::filesystem::create_directories(dir_ + "/lorad");
     metrics_path_ = dir_ + "/metrics.jsonl";
     ASSERT_NO_FATAL_FAILURE(StartLorad(0));
+    ChannelOptions channel_options;
+    channel_options.address = lorad_->address();
     absl::StatusOr<std::unique_ptr<CoordinatorChannel>> channel =
-        CoordinatorChannel::Create({lorad_->address(), ""});
+        CoordinatorChannel::Create(channel_options);
     ASSERT_TRUE(channel.ok()) << channel.status();
     channel_ = std::move(*channel);
 
@@ -643,8 +645,10 @@ TEST_F(ProgressReporterTest, LinesBeforeStartOffsetAreNotReported) {
 // No coordinator at all: nothing is acknowledged, and Flush says why.
 TEST(ProgressReporterWithoutCoordinatorTest, FlushReportsTheStreamError) {
   // A port that was free a moment ago; nothing listens there.
+  ChannelOptions channel_options;
+  channel_options.address = "127.0.0.1:1";
   absl::StatusOr<std::unique_ptr<CoordinatorChannel>> channel =
-      CoordinatorChannel::Create({"127.0.0.1:1", ""});
+      CoordinatorChannel::Create(channel_options);
   ASSERT_TRUE(channel.ok()) << channel.status();
   ProgressReporterOptions options;
   options.run_id = "run-x";
