@@ -80,6 +80,7 @@ absl::StatusOr<std::unique_ptr<LoradProcess>> LoradProcess::Start(
     const LoradOptions& options) {
   std::filesystem::create_directories(options.dir);
   std::unique_ptr<LoradProcess> lorad(new LoradProcess());
+  lorad->options_ = options;
   lorad->db_path_ = options.dir + "/runs.db";
   lorad->log_path_ = options.dir + "/lorad.log";
   const std::string ports_file = options.dir + "/ports";
@@ -217,8 +218,14 @@ std::shared_ptr<grpc::Channel> LoradProcess::NewChannel() const {
   // A private connection: channels to a restarted daemon never share a
   // subchannel with the one to the killed process.
   arguments.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
-  return grpc::CreateCustomChannel(
-      grpc_address(), grpc::InsecureChannelCredentials(), arguments);
+  if (!options_.tls_target_name.empty()) {
+    arguments.SetSslTargetNameOverride(options_.tls_target_name);
+  }
+  return grpc::CreateCustomChannel(grpc_address(),
+                                   options_.credentials != nullptr
+                                       ? options_.credentials
+                                       : grpc::InsecureChannelCredentials(),
+                                   arguments);
 }
 
 std::unique_ptr<v1::SweepService::Stub> LoradProcess::SweepStub() const {

@@ -41,6 +41,10 @@ struct LoradOptions {
   std::vector<std::string> extra_flags;
   // How long Start() waits for the ports file.
   absl::Duration start_timeout = absl::Seconds(20);
+  // How the test's channels connect (TLS tests set SSL credentials and
+  // the name the server certificate carries); null = plain text.
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  std::string tls_target_name;
 };
 
 // The runfiles path of lorad ($TEST_SRCDIR/$TEST_WORKSPACE/coordinator/lorad).
@@ -93,6 +97,7 @@ class LoradProcess {
   // Waits up to `timeout` for the child to exit; true when it did.
   bool WaitForExit(absl::Duration timeout, int* wait_status);
 
+  LoradOptions options_;
   pid_t pid_ = -1;
   int grpc_port_ = 0;
   int http_port_ = 0;
