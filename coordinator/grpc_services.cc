@@ -603,16 +603,19 @@ class CoordinatorServices::SweepServiceImpl
       const v1::SubmitSweepRequest* request,
       v1::SubmitSweepResponse* response) override {
     return Unary(context, [&]() -> absl::Status {
-      if (!request->has_spec_yaml()) {
-        return absl::UnimplementedError(
-            "spec_struct is not accepted yet; send the sweep file's text in "
-            "spec_yaml");
+      std::string spec_yaml = request->spec_yaml();
+      if (request->has_spec_struct()) {
+        absl::StatusOr<std::string> converted =
+            SweepSpecToYaml(request->spec_struct());
+        if (!converted.ok()) return converted.status();
+        spec_yaml = *converted;
       }
       SubmitRequest submit;
-      submit.spec_yaml = request->spec_yaml();
-      if (!request->source_name().empty()) {
-        submit.source_name = request->source_name();
-      }
+      submit.spec_yaml = spec_yaml;
+      submit.source_name = !request->source_name().empty()
+                               ? request->source_name()
+                           : request->has_spec_struct() ? "spec_struct"
+                                                        : "sweep.yaml";
       submit.dry_run = request->dry_run();
       submit.retry_failed = request->retry_failed();
       absl::StatusOr<SubmitResult> result = coordinator_->Submit(submit);

@@ -1,12 +1,14 @@
 #include "coordinator/proto_convert.h"
 
+#include <cmath>
+#include <map>
+
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "lora_core/train_config.h"
 
 namespace lora::coordinator {
-namespace {}  // namespace
 
 google::protobuf::Value ToValue(const nlohmann::json& json) {
   google::protobuf::Value value;
@@ -250,6 +252,126 @@ v1::Artifact ToProto(const ArtifactRecord& artifact, bool with_files) {
   out.set_run_id(artifact.run_id);
   *out.mutable_create_time() = ToTimestamp(artifact.create_ms);
   return out;
+}
+
+namespace {
+
+nlohmann::json FromValue(const google::protobuf::Value& value) {
+  switch (value.kind_case()) {
+    case google::protobuf::Value::kBoolValue:
+      return value.bool_value();
+    case google::protobuf::Value::kNumberValue: {
+      const double number = value.number_value();
+      if (number == static_cast<double>(static_cast<int64_t>(number)) &&
+          std::abs(number) < 9e15) {
+        return static_cast<int64_t>(number);
+      }
+      return number;
+    }
+    case google::protobuf::Value::kStringValue:
+      return value.string_value();
+    case google::protobuf::Value::kListValue: {
+      nlohmann::json list = nlohmann::json::array();
+      for (const auto& item : value.list_value().values()) {
+        list.push_back(FromValue(item));
+      }
+      return list;
+    }
+    case google::protobuf::Value::kStructValue: {
+      nlohmann::json object = nlohmann::json::object();
+      for (const auto& [key, item] : value.struct_value().fields()) {
+        object[key] = FromValue(item);
+      }
+      return object;
+    }
+    default:
+      return nullptr;
+  }
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> SweepSpecToYaml(const v1::SweepSpec& spec) {
+  // JSON is YAML: build the document as JSON and let the sweep parser read
+  // it like any sweep file.
+  nlohmann::json doc = nlohmann::json::object();
+  doc["name"] = spec.name();
+  if (!spec.model().empty()) doc["model"] = spec.model();
+  doc["task"] = spec.task();
+  if (!spec.data().empty()) doc["data_dir"] = spec.data();
+  switch (spec.method()) {
+    case v1::SEARCH_METHOD_UNSPECIFIED:
+    case v1::SEARCH_METHOD_GRID:
+      doc["method"] = "grid";
+      break;
+    case v1::SEARCH_METHOD_RANDOM:
+      doc["method"] = "random";
+      doc["count"] = spec.count();
+      doc["seed"] = spec.random_seed();
+      break;
+    case v1::SEARCH_METHOD_LIST:
+      doc["method"] = "list";
+      break;
+    default:
+      return absl::InvalidArgumentError(
+          absl::StrCat("method: unknown SearchMethod ", spec.method()));
+  }
+  if (!spec.parameters().empty()) {
+    nlohmann::json parameters = nlohmann::json::object();
+    for (const auto& [key, domain] : spec.parameters()) {
+      if (domain.has_range()) {
+        const v1::NumericRange& range = domain.range();
+        parameters[key] = {
+            {"min", range.min()},
+            {"max", range.max()},
+            {"distribution", range.log_scale() ? "log_uniform" : "uniform"},
+            {"integer", range.integer()}};
+      } else {
+        google::protobuf::Value list;
+        *list.mutable_list_value() = domain.values();
+        parameters[key] = FromValue(list);
+      }
+    }
+    doc["parameters"] = parameters;
+  }
+  if (!spec.points().empty()) {
+    nlohmann::json points = nlohmann::json::array();
+    for (const google::protobuf::Struct& point : spec.points()) {
+      google::protobuf::Value value;
+      *value.mutable_struct_value() = point;
+      points.push_back(FromValue(value));
+    }
+    doc["points"] = points;
+  }
+  if (!spec.fixed().empty()) {
+    nlohmann::json fixed = nlohmann::json::object();
+    for (const auto& [key, value] : spec.fixed()) fixed[key] = FromValue(value);
+    doc["fixed"] = fixed;
+  }
+  if (spec.has_resources()) {
+    const v1::Resources& r = spec.resources();
+    nlohmann::json resources = {
+        {"device", r.device() == v1::DEVICE_KIND_CUDA ? "cuda" : "cpu"}};
+    if (r.gpus() > 0) resources["gpus"] = r.gpus();
+    if (r.cpu_threads() > 0) resources["cpu_threads"] = r.cpu_threads();
+    if (!r.worker_labels().empty()) {
+      resources["worker_labels"] =
+          nlohmann::json(std::map<std::string, std::string>(
+              r.worker_labels().begin(), r.worker_labels().end()));
+    }
+    doc["resources"] = resources;
+  }
+  if (spec.max_attempts() > 0) doc["max_attempts"] = spec.max_attempts();
+  if (spec.has_metric() && !spec.metric().name().empty()) {
+    doc["metric"] = {{"name", spec.metric().name()}};
+    if (spec.metric().goal() != v1::METRIC_GOAL_UNSPECIFIED) {
+      doc["metric"]["goal"] = spec.metric().goal() == v1::METRIC_GOAL_MAXIMIZE
+                                  ? "maximize"
+                                  : "minimize";
+    }
+  }
+  if (spec.priority() != 0) doc["priority"] = spec.priority();
+  return doc.dump(2) + "\n";
 }
 
 }  // namespace lora::coordinator

@@ -47,6 +47,11 @@ MetricPoint FromProto(const v1::MetricPoint& point);
 
 v1::Artifact ToProto(const ArtifactRecord& artifact, bool with_files);
 
+// A structured SweepSpec (SubmitSweepRequest.spec_struct) as the sweep
+// file it stands for, so both forms go through the same validation.
+// InvalidArgument for enum values out of range.
+absl::StatusOr<std::string> SweepSpecToYaml(const v1::SweepSpec& spec);
+
 }  // namespace lora::coordinator
 
 #endif  // LORA_SWEEP_COORDINATOR_PROTO_CONVERT_H_
