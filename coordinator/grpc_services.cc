@@ -144,11 +144,17 @@ class Watcher : public grpc::ServerWriteReactor<v1::SweepEvent> {
     if (buffer_.empty()) {
       absl::StatusOr<SweepRecord> sweep = store_->GetSweep(sweep_id_);
       if (!sweep.ok()) return FinishWith(ToGrpcStatus(sweep.status()));
-      if (sweep->last_sequence - sent_ > options_.watch_max_lag_events) {
+      // The backlog that existed when the watch began may be replayed at
+      // any pace; falling behind means events that arrived since then
+      // piling up unsent.
+      if (start_head_ < 0) start_head_ = sweep->last_sequence;
+      const int64_t behind =
+          sweep->last_sequence - std::max(sent_, start_head_);
+      if (behind > options_.watch_max_lag_events) {
         return FinishWith(grpc::Status(
             grpc::StatusCode::RESOURCE_EXHAUSTED,
             absl::StrCat(
-                "watcher fell ", sweep->last_sequence - sent_,
+                "watcher fell ", behind,
                 " events behind; resume with after_sequence=", sent_)));
       }
       absl::StatusOr<std::vector<EventRecord>> events =
@@ -186,6 +192,9 @@ class Watcher : public grpc::ServerWriteReactor<v1::SweepEvent> {
   std::deque<v1::SweepEvent> buffer_ ABSL_GUARDED_BY(mutex_);
   int64_t read_after_ ABSL_GUARDED_BY(mutex_);
   int64_t sent_ ABSL_GUARDED_BY(mutex_);
+  // The sweep's newest sequence when the watch began (-1 before the first
+  // look).
+  int64_t start_head_ ABSL_GUARDED_BY(mutex_) = -1;
   bool writing_ ABSL_GUARDED_BY(mutex_) = false;
   bool finished_ ABSL_GUARDED_BY(mutex_) = false;
   const bool include_metrics_;

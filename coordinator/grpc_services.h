@@ -6,9 +6,11 @@
 //
 // WatchSweep reads events from the store (never from an unbounded queue): each
 // watcher has one write in flight and a buffer of at most
-// `watch_buffer_events`; a watcher that falls more than `watch_max_lag_events`
-// behind the sweep's newest event is ended with RESOURCE_EXHAUSTED and
-// resumes from the last sequence it saw.
+// `watch_buffer_events`. The backlog that existed when a watch began is
+// replayed at the client's pace; a watcher that lets more than
+// `watch_max_lag_events` newer events pile up unsent (checked between
+// writes) is ended with RESOURCE_EXHAUSTED and resumes from the last
+// sequence it saw.
 #ifndef LORA_SWEEP_COORDINATOR_GRPC_SERVICES_H_
 #define LORA_SWEEP_COORDINATOR_GRPC_SERVICES_H_
 

@@ -65,6 +65,12 @@ ABSL_FLAG(absl::Duration, retention, absl::Hours(24),
           "finished sweeps leave the per-sweep metrics after this long");
 ABSL_FLAG(int64_t, max_runs, 10000, "largest sweep accepted (runs)");
 ABSL_FLAG(int64_t, max_message_bytes, 8 << 20, "largest gRPC message accepted");
+ABSL_FLAG(int64_t, watch_max_lag_events, 1000000,
+          "a WatchSweep client more than this many events behind the "
+          "sweep's newest (checked between writes) is ended with "
+          "RESOURCE_EXHAUSTED and resumes from its last sequence");
+ABSL_FLAG(int64_t, watch_buffer_events, 256,
+          "events read from the store per watcher at a time");
 ABSL_FLAG(std::string, ports_file, "",
           "write 'grpc=<port>\\nhttp=<port>\\n' here once serving (tests)");
 
@@ -194,6 +200,10 @@ int Serve() {
   }
 
   ServiceOptions service_options;
+  service_options.watch_max_lag_events =
+      absl::GetFlag(FLAGS_watch_max_lag_events);
+  service_options.watch_buffer_events =
+      absl::GetFlag(FLAGS_watch_buffer_events);
   if (tokens.enabled()) {
     service_options.authorize = [&tokens](const std::string& authorization,
                                           ApiKind api) -> absl::Status {
