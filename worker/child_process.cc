@@ -88,7 +88,10 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(
     dup2(out, STDOUT_FILENO);
     dup2(err, STDERR_FILENO);
     const int in = open("/dev/null", O_RDONLY);
-    if (in >= 0) dup2(in, STDIN_FILENO);
+    if (in >= 0) {
+      dup2(in, STDIN_FILENO);
+      if (in != STDIN_FILENO) close(in);
+    }
     signal(SIGTERM, SIG_DFL);
     signal(SIGINT, SIG_DFL);
     signal(SIGPIPE, SIG_DFL);

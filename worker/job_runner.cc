@@ -53,6 +53,44 @@ absl::Status CopyFolder(const std::string& from, const std::string& to) {
   return absl::OkStatus();
 }
 
+// The optimizer step a lora-train checkpoint holds, read without LibTorch
+// from its safetensors header (an 8-byte little-endian length, then JSON),
+// where lora_core/training_checkpoint.cc stores
+// __metadata__.lora_sweep_training_state.step.
+absl::StatusOr<int64_t> CheckpointStep(const std::string& path) {
+  std::ifstream file(path, std::ios::binary);
+  unsigned char length[8];
+  if (!file.read(reinterpret_cast<char*>(length), sizeof(length))) {
+    return absl::DataLossError(absl::StrCat(path, ": no safetensors header"));
+  }
+  uint64_t size = 0;
+  for (int i = 7; i >= 0; --i) size = (size << 8) | length[i];
+  if (size > (uint64_t{64} << 20)) {
+    return absl::DataLossError(
+        absl::StrCat(path, ": safetensors header of ", size, " bytes"));
+  }
+  std::string text(size, '\0');
+  if (!file.read(text.data(), static_cast<std::streamsize>(size))) {
+    return absl::DataLossError(absl::StrCat(path, ": truncated header"));
+  }
+  const nlohmann::json header = nlohmann::json::parse(text, nullptr, false);
+  if (!header.is_object() || !header.contains("__metadata__") ||
+      !header["__metadata__"].is_object() ||
+      !header["__metadata__"].contains("lora_sweep_training_state") ||
+      !header["__metadata__"]["lora_sweep_training_state"].is_string()) {
+    return absl::DataLossError(
+        absl::StrCat(path, ": no lora_sweep_training_state metadata"));
+  }
+  const nlohmann::json state = nlohmann::json::parse(
+      header["__metadata__"]["lora_sweep_training_state"].get<std::string>(),
+      nullptr, false);
+  if (!state.is_object() || !state.contains("step") ||
+      !state["step"].is_number_integer()) {
+    return absl::DataLossError(absl::StrCat(path, ": no step in its state"));
+  }
+  return state["step"].get<int64_t>();
+}
+
 }  // namespace
 
 JobRunner::JobRunner(CoordinatorChannel* channel, ArtifactCache* cache,
@@ -135,6 +173,17 @@ absl::StatusOr<std::string> JobRunner::UploadCheckpoint(int64_t step) {
   LORA_ASSIGN_OR_RETURN(
       std::string snapshot,
       SnapshotFolder(output_dir_ + "/checkpoint", run_dir_ + "/snapshots"));
+  // The child keeps training while the reporter catches up, so the folder
+  // may already hold a later checkpoint than the line being reported.
+  // Reported as `step`, it would let a resumed attempt skip steps whose
+  // points are not acknowledged yet: pass it over (an empty id), and report
+  // it at its own line, which follows.
+  absl::StatusOr<int64_t> saved =
+      CheckpointStep(snapshot + "/training_state.safetensors");
+  if (saved.ok() && *saved != step) {
+    RemoveTree(snapshot).IgnoreError();
+    return std::string();
+  }
   UploadOptions upload;
   upload.on_bytes_sent = options_.on_bytes_uploaded;
   absl::StatusOr<UploadedArtifact> uploaded = UploadFolder(
@@ -154,19 +203,29 @@ void JobRunner::Finish(v1::RunOutcome outcome, const std::string& error,
   request.set_outcome(outcome);
   request.set_error(error);
   request.set_adapter_artifact_id(adapter_id);
-  nlohmann::json results;
-  std::ifstream(output_dir_ + "/results.json") >> results;
+  // A child that was killed or failed early leaves no (or a partial)
+  // results.json: parse without exceptions, which would end the worker.
+  std::ifstream results_file(output_dir_ + "/results.json");
+  const nlohmann::json results =
+      results_file ? nlohmann::json::parse(results_file, nullptr,
+                                           /*allow_exceptions=*/false)
+                   : nlohmann::json();
   if (results.is_object()) {
-    if (results.contains("final_metrics")) {
-      for (const auto& [name, value] : results["final_metrics"].items()) {
+    const auto final_metrics = results.find("final_metrics");
+    if (final_metrics != results.end() && final_metrics->is_object()) {
+      for (const auto& [name, value] : final_metrics->items()) {
         if (value.is_number()) {
           (*request.mutable_final_metrics())[name] = value.get<double>();
         }
       }
     }
-    if (results.contains("best") && results["best"]["value"].is_number()) {
-      request.set_best_metric(results["best"]["value"].get<double>());
-      request.set_best_epoch(results["best"]["epoch"].get<int32_t>());
+    const auto best = results.find("best");
+    if (best != results.end() && best->is_object() && best->contains("value") &&
+        (*best)["value"].is_number()) {
+      request.set_best_metric((*best)["value"].get<double>());
+      if (best->contains("epoch") && (*best)["epoch"].is_number_integer()) {
+        request.set_best_epoch((*best)["epoch"].get<int32_t>());
+      }
     }
   }
   // The coordinator may be restarting: keep trying for a while.

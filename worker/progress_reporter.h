@@ -65,8 +65,10 @@
 namespace lora::worker {
 
 // Uploads the checkpoint saved at `step` and returns its artifact id
-// ("sha256:..."). Called on the reporter thread; may block (the reporter
-// sends nothing meanwhile, and Stop() waits for it).
+// ("sha256:..."). An empty id passes the checkpoint line over without
+// reporting a checkpoint (e.g. the folder already holds a later one).
+// Called on the reporter thread; may block (the reporter sends nothing
+// meanwhile, and Stop() waits for it).
 using CheckpointHook = std::function<absl::StatusOr<std::string>(int64_t step)>;
 
 struct ProgressReporterOptions {
