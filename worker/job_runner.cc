@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -312,10 +313,13 @@ void JobRunner::Run() {
       break;
     }
     const int64_t size = FileSize(reporting.metrics_path);
+    const absl::Duration allowed =
+        size > 0 ? options_.hang_timeout
+                 : std::max(options_.hang_timeout, options_.startup_timeout);
     if (size != metrics_size) {
       metrics_size = size;
       last_change = absl::Now();
-    } else if (absl::Now() - last_change > options_.hang_timeout) {
+    } else if (absl::Now() - last_change > allowed) {
       hung = true;
       (*child)->Signal(SIGKILL);
       exit = (*child)->Wait(absl::InfiniteDuration());
@@ -345,7 +349,7 @@ void JobRunner::Run() {
     end("stopped");
   } else if (hung) {
     Finish(v1::RUN_OUTCOME_FAILED,
-           absl::StrCat("lora-train hung: no metrics for ",
+           absl::StrCat("lora-train hung: no new metrics for ",
                         absl::FormatDuration(options_.hang_timeout),
                         "; killed\n", FileTail(stderr_path, 4096)),
            "");

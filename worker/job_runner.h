@@ -26,8 +26,11 @@ struct JobRunnerOptions {
   std::string work_dir;        // jobs run in <work_dir>/<run id>/
   int64_t threads = 2;         // per job
   std::string device = "cpu";  // cpu | cuda | cuda:N
-  // A child that writes no metrics for this long is killed as hung.
+  // A child that writes no metrics for this long is killed as hung; before
+  // its first metrics line (loading the model, tokenising) it may take
+  // `startup_timeout` instead.
   absl::Duration hang_timeout = absl::Minutes(10);
+  absl::Duration startup_timeout = absl::Minutes(10);
   // SIGTERM -> SIGKILL grace when a job must stop.
   absl::Duration stop_grace = absl::Seconds(30);
   // How long to keep trying to deliver the last metrics and the finish.

@@ -56,6 +56,9 @@ ABSL_FLAG(std::string, http, "127.0.0.1:9465",
           "HTTP address for /metrics, /healthz, /readyz ('' = off)");
 ABSL_FLAG(absl::Duration, hang_timeout, absl::Minutes(10),
           "kill a job that writes no metrics for this long");
+ABSL_FLAG(absl::Duration, startup_timeout, absl::Minutes(10),
+          "time a job may take to write its first metrics (loading, "
+          "tokenising) before it counts as hung");
 ABSL_FLAG(absl::Duration, stop_grace, absl::Seconds(30),
           "SIGTERM -> SIGKILL grace when a job must stop");
 
@@ -241,6 +244,7 @@ int Serve(const char* argv0) {
   job_options.threads = absl::GetFlag(FLAGS_threads_per_job);
   job_options.device = device;
   job_options.hang_timeout = absl::GetFlag(FLAGS_hang_timeout);
+  job_options.startup_timeout = absl::GetFlag(FLAGS_startup_timeout);
   job_options.stop_grace = absl::GetFlag(FLAGS_stop_grace);
   job_options.on_child_exit = [m = *worker_metrics](const std::string& why) {
     m.child_exits->WithLabels({why})->Increment();

@@ -331,6 +331,7 @@ struct WorkerOptions {
   std::string dir;
   std::string coordinator;  // host:port
   std::string stop_grace = "2s";
+  std::string hang_timeout = "120s";
 };
 
 class WorkerProcess {
@@ -352,7 +353,7 @@ class WorkerProcess {
         "--cache_dir=" + options.dir + "/cache",
         "--http=",
         "--lora_train=" + Runfile("lora_core/lora-train"),
-        "--hang_timeout=120s",
+        "--hang_timeout=" + options.hang_timeout,
         "--stop_grace=" + options.stop_grace,
     };
     // The children's tokenised-dataset cache too is the worker's own.
@@ -410,6 +411,11 @@ class WorkerProcess {
     while (::waitpid(pid_, &wait_status, 0) < 0 && errno == EINTR) {
     }
     pid_ = -1;
+  }
+
+  // Sends `signal` to the worker (not to its children).
+  void Signal(int signal) {
+    if (pid_ > 0) ::kill(pid_, signal);
   }
 
   // Still running (not exited, not killed).
@@ -593,12 +599,13 @@ class WorkerIntegrationTest : public ::testing::Test {
 
   // Workers "worker-a" and "worker-b", each with its own folders; waits
   // until lorad lists both as up and records their ids.
-  void StartWorkers() {
+  void StartWorkers(const std::string& hang_timeout = "120s") {
     for (const std::string name : {"worker-a", "worker-b"}) {
       WorkerOptions options;
       options.name = name;
       options.dir = dir_ + "/" + name;
       options.coordinator = lorad_->grpc_address();
+      options.hang_timeout = hang_timeout;
       absl::StatusOr<std::unique_ptr<WorkerProcess>> worker =
           WorkerProcess::Start(options);
       ASSERT_TRUE(worker.ok()) << worker.status();
@@ -1093,6 +1100,75 @@ TEST_F(WorkerIntegrationTest, CancelledSweepEndsChildrenWithinGrace) {
     EXPECT_TRUE(TrainChildren(worker(name)->work_dir()).empty()) << name;
     EXPECT_TRUE(worker(name)->Alive()) << name;
   }
+}
+
+TEST_F(WorkerIntegrationTest, DrainingWorkerHandsItsRunBackToResumeElsewhere) {
+  ASSERT_NO_FATAL_FAILURE(StartLorad("3s"));
+  ASSERT_NO_FATAL_FAILURE(StartWorkers());
+  const std::string sweep_id = Submit("worker-it-drain", kLongRunSteps, 3);
+  WorkerProcess* a = worker("worker-a");
+  std::vector<FrozenChild> frozen =
+      FreezeAfterCheckpoint({a->work_dir()}, kLongRunSteps);
+  ASSERT_EQ(frozen.size(), 1u);
+  const FrozenChild held = frozen[0];
+  const std::string run_id = held.child.run_id;
+
+  // SIGTERM to worker A: it takes no new job, tells its child to stop (the
+  // child checkpoints at its next step), uploads that checkpoint, gives the
+  // run back, and exits 0.
+  a->Signal(SIGTERM);
+  ASSERT_TRUE(WaitUntil([&] { return SignalPending(held.child.pid, SIGTERM); },
+                        absl::Seconds(10)))
+      << "the child was not asked to stop";
+  ::kill(held.child.pid, SIGCONT);
+  ASSERT_TRUE(WaitUntil([&] { return !a->Alive(); }, absl::Seconds(30)))
+      << "worker A did not finish draining";
+  EXPECT_TRUE(WIFEXITED(a->exit_status()) && WEXITSTATUS(a->exit_status()) == 0)
+      << "wait status " << a->exit_status();
+  EXPECT_TRUE(ProcessGone(held.child.pid));
+  const TrainProgress drained = ReadProgress(held.child.output_dir);
+  EXPECT_GT(drained.last_checkpoint, held.progress.last_checkpoint)
+      << "the child did not checkpoint on SIGTERM";
+
+  // Worker B finishes everything; the handed-back run resumes from the
+  // drain checkpoint with attempt 2.
+  ASSERT_TRUE(WaitForSweep(sweep_id, v1::SWEEP_STATE_SUCCEEDED).ok())
+      << WaitForSweep(sweep_id, v1::SWEEP_STATE_SUCCEEDED);
+  const v1::Run run = Run(run_id);
+  EXPECT_EQ(run.attempt(), 2);
+  EXPECT_THAT(run.error(), HasSubstr("draining"));
+  const std::vector<v1::SweepEvent> events = AllEvents(sweep_id);
+  const LossSeries series = LossByRun(events)[run_id];
+  const std::vector<int64_t> resumed = StepsOf(series, 2);
+  ASSERT_FALSE(resumed.empty());
+  EXPECT_EQ(resumed.front(), drained.last_checkpoint + 1)
+      << "attempt 2 did not start after the drain checkpoint";
+  for (const auto& [id, run_series] : LossByRun(events)) {
+    ExpectCompleteLossSeries(id, run_series, kLongRunSteps);
+  }
+}
+
+TEST_F(WorkerIntegrationTest, HungChildIsKilledAndReportedAsHung) {
+  ASSERT_NO_FATAL_FAILURE(StartLorad("3s"));
+  ASSERT_NO_FATAL_FAILURE(StartWorkers(/*hang_timeout=*/"1500ms"));
+  const std::string sweep_id = Submit("worker-it-hang", kLongRunSteps, 1);
+  // A child that stops making progress (frozen) is killed after the hang
+  // timeout; its run fails (max_attempts 1) saying why, the worker goes on.
+  std::vector<FrozenChild> frozen =
+      FreezeAfterCheckpoint({worker("worker-a")->work_dir()}, kLongRunSteps);
+  ASSERT_EQ(frozen.size(), 1u);
+  const std::string run_id = frozen[0].child.run_id;
+  ASSERT_TRUE(WaitUntil([&] { return ProcessGone(frozen[0].child.pid); },
+                        absl::Seconds(20)))
+      << "the hung child was not killed";
+  ASSERT_TRUE(
+      WaitUntil([&] { return Run(run_id).state() == v1::RUN_STATE_FAILED; },
+                absl::Seconds(20)));
+  EXPECT_THAT(Run(run_id).error(), HasSubstr("hung"));
+  ASSERT_TRUE(WaitForSweep(sweep_id, v1::SWEEP_STATE_FAILED).ok())
+      << WaitForSweep(sweep_id, v1::SWEEP_STATE_FAILED);
+  EXPECT_TRUE(worker("worker-a")->Alive());
+  EXPECT_TRUE(worker("worker-b")->Alive());
 }
 
 }  // namespace
