@@ -293,6 +293,17 @@ void JobRunner::Run() {
   reporting.checkpoint_hook = [this](int64_t step) {
     return UploadCheckpoint(step);
   };
+  reporting.on_record = [this](const nlohmann::json& record) {
+    if (record.value("type", "") != "step") return;
+    if (record.contains("tokens_per_second") &&
+        record["tokens_per_second"].is_number()) {
+      tokens_per_second_.store(record["tokens_per_second"].get<double>());
+    }
+    if (options_.on_step_seconds && record.contains("step_seconds") &&
+        record["step_seconds"].is_number()) {
+      options_.on_step_seconds(record["step_seconds"].get<double>());
+    }
+  };
   ProgressReporter reporter(channel_, reporting);
   reporter.Start();
 

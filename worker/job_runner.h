@@ -38,6 +38,8 @@ struct JobRunnerOptions {
   // Observers for worker metrics; optional, called from the job thread.
   std::function<void(const std::string& reason)> on_child_exit;
   std::function<void(int64_t bytes)> on_bytes_uploaded;
+  // Each training step's wall time (from the child's step records).
+  std::function<void(double seconds)> on_step_seconds;
 };
 
 class JobRunner {
@@ -62,6 +64,8 @@ class JobRunner {
   // How the job ended ("succeeded", "failed", "stopped", "hung", ...);
   // empty while running.
   std::string outcome() const;
+  // Training throughput of the latest step record (0 before the first).
+  double tokens_per_second() const { return tokens_per_second_.load(); }
 
  private:
   void Run();
@@ -81,6 +85,7 @@ class JobRunner {
   std::thread thread_;
   std::atomic<bool> done_{false};
   std::atomic<int64_t> step_{0};
+  std::atomic<double> tokens_per_second_{0.0};
   mutable absl::Mutex mutex_;
   std::string stop_reason_ ABSL_GUARDED_BY(mutex_);
   std::string outcome_ ABSL_GUARDED_BY(mutex_);

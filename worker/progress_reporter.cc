@@ -227,6 +227,11 @@ absl::StatusOr<ProgressReporter::PendingBatch> ProgressReporter::BuildBatch() {
       }
       continue;
     }
+    if (options_.on_record && record.end_offset > observed_offset_) {
+      // Each line once, even when a batch is re-sent after a reconnect.
+      observed_offset_ = record.end_offset;
+      options_.on_record(record.json);
+    }
     for (v1::MetricPoint& point : PointsOf(record.json, now_ms)) {
       *batch.add_points() = std::move(point);
     }

@@ -108,6 +108,11 @@ struct ProgressReporterOptions {
   // carried. Optional.
   std::function<void(int64_t points)> on_points_acked;
 
+  // Called once with every metrics record read from the file (step, epoch,
+  // ... lines), on the reporter thread, before it is sent: the worker's
+  // own metrics (step time, tokens/s) come from here. Optional.
+  std::function<void(const nlohmann::json& record)> on_record;
+
   // Timestamps of the points. Not owned; must outlive the reporter.
   Clock* clock = &RealClock::Default();
 };
@@ -208,6 +213,8 @@ class ProgressReporter {
   int64_t next_sequence_ = 1;
   absl::Duration backoff_ = absl::ZeroDuration();
   bool had_stream_failure_ = false;
+  // End offset of the last record passed to on_record.
+  int64_t observed_offset_ = 0;
   // Checkpoint lines already handled, by end offset: the uploaded artifact
   // id, and how often the hook failed for lines not yet uploaded.
   std::map<int64_t, std::string> uploaded_checkpoints_;

@@ -86,6 +86,7 @@ std::string DefaultLoraTrain(const char* argv0) {
 
 struct WorkerMetrics {
   std::shared_ptr<metrics::Gauge> jobs_running;
+  std::shared_ptr<metrics::Histogram> step_seconds;
   std::shared_ptr<metrics::CounterFamily> child_exits;
   std::shared_ptr<metrics::Counter> bytes_fetched;
   std::shared_ptr<metrics::Counter> bytes_uploaded;
@@ -97,6 +98,15 @@ absl::StatusOr<WorkerMetrics> RegisterMetrics(metrics::Registry* registry) {
                         registry->AddGauge("lora_worker_jobs_running",
                                            "Training jobs running now."));
   m.jobs_running = running->WithLabels({});
+  LORA_ASSIGN_OR_RETURN(std::vector<double> buckets,
+                        metrics::ExponentialBuckets(0.005, 2, 14));
+  LORA_ASSIGN_OR_RETURN(
+      auto step_seconds,
+      registry->AddHistogram("lora_worker_step_seconds",
+                             "Wall time of one training step (optimizer "
+                             "step) of the jobs on this worker.",
+                             {}, buckets));
+  m.step_seconds = step_seconds->WithLabels({});
   LORA_ASSIGN_OR_RETURN(
       m.child_exits,
       registry->AddCounter("lora_worker_child_exits_total",
@@ -252,9 +262,30 @@ int Serve(const char* argv0) {
   job_options.on_bytes_uploaded = [m = *worker_metrics](int64_t bytes) {
     m.bytes_uploaded->Increment(static_cast<double>(bytes));
   };
+  job_options.on_step_seconds = [m = *worker_metrics](double seconds) {
+    m.step_seconds->Observe(seconds);
+  };
 
   absl::Mutex mutex;
   std::list<std::unique_ptr<JobRunner>> jobs;  // guarded by mutex
+  // Training throughput over the running jobs, at each scrape.
+  if (absl::Status added = registry.AddCallbackGauge(
+          "lora_worker_tokens_per_second",
+          "Training tokens per second, summed over the running jobs (each "
+          "job's latest step).",
+          {},
+          [&mutex, &jobs] {
+            double total = 0;
+            absl::MutexLock lock(&mutex);
+            for (const auto& job : jobs) {
+              if (!job->done()) total += job->tokens_per_second();
+            }
+            return std::vector<metrics::Sample>{{{}, total}};
+          });
+      !added.ok()) {
+    spdlog::critical("metrics: {}", added.ToString());
+    return 1;
+  }
   std::atomic<bool> stopping{false};
 
   // Heartbeats: keep leases alive and pass on stop orders.
@@ -369,6 +400,7 @@ int Serve(const char* argv0) {
     jobs.clear();
   }
   http.Stop();
+  registry.Unregister("lora_worker_tokens_per_second");
   spdlog::info("worker {} stopped", name);
   return 0;
 }
