@@ -43,6 +43,30 @@ TensorBatch Collate(const std::vector<TokenizedExample>& examples,
   return out;
 }
 
+TensorBatch SliceRows(const TensorBatch& batch, int64_t begin, int64_t end) {
+  TORCH_CHECK(0 <= begin && begin < end && end <= batch.input_ids.size(0),
+              "SliceRows: rows [", begin, ", ", end, ") of a batch of ",
+              batch.input_ids.size(0));
+  const at::Tensor mask = batch.attention_mask.slice(0, begin, end);
+  // Right-padded: a row's length is its mask's sum.
+  const int64_t longest =
+      std::max<int64_t>(mask.sum(1).max().item<int64_t>(), 1);
+  auto rows = [&](const at::Tensor& tensor) -> at::Tensor {
+    if (!tensor.defined()) return {};
+    at::Tensor sliced = tensor.slice(0, begin, end);
+    if (sliced.dim() == 2) sliced = sliced.slice(1, 0, longest);
+    return sliced.contiguous();
+  };
+  TensorBatch out;
+  out.input_ids = rows(batch.input_ids);
+  out.attention_mask = rows(batch.attention_mask);
+  out.labels = rows(batch.labels);
+  out.lm_labels = rows(batch.lm_labels);
+  out.mlm_labels = rows(batch.mlm_labels);
+  out.tokens = mask.sum().item<int64_t>();
+  return out;
+}
+
 void ApplyMlmMasking(TensorBatch* batch, const MlmMasking& masking,
                      uint64_t seed) {
   at::Generator generator = at::make_generator<at::CPUGeneratorImpl>(seed);

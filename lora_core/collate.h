@@ -53,6 +53,13 @@ void ApplyMlmMasking(TensorBatch* batch, const MlmMasking& masking,
 TensorBatch Collate(const std::vector<TokenizedExample>& examples,
                     const std::vector<size_t>& indices, int64_t pad_id);
 
+// Rows [begin, end) of a collated batch (0 <= begin < end <= rows), without
+// the trailing padding columns none of those rows needs, and `tokens`
+// recounted. Labels and masked-LM targets come along, so a data-parallel
+// rank's share of a global batch is exactly those rows of the global batch,
+// masks included.
+TensorBatch SliceRows(const TensorBatch& batch, int64_t begin, int64_t end);
+
 }  // namespace lora::core
 
 #endif  // LORA_SWEEP_LORA_CORE_COLLATE_H_

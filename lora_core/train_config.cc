@@ -42,8 +42,8 @@ absl::StatusOr<TrainConfig> ParseTrainConfigNode(const YAML::Node& root,
   TrainConfig config;
   config.lora.rank = 4;
   config.lora.alpha = 16;
-  bool head_given = false, metric_given = false;
-  YAML::Node fp16_node, head_node;
+  bool head_given = false, metric_given = false, batch_size_given = false;
+  YAML::Node fp16_node, head_node, batch_size_node, world_size_node;
 
   auto assign_int = [&](int64_t* target, int64_t minimum) -> Handler {
     return [&fields, target, minimum](const YAML::Node& node,
@@ -175,7 +175,13 @@ absl::StatusOr<TrainConfig> ParseTrainConfigNode(const YAML::Node& root,
          return absl::OkStatus();
        }},
       {"epochs", assign_int(&config.epochs, 1)},
-      {"batch_size", assign_int(&config.batch_size, 1)},
+      {"batch_size",
+       [&](const YAML::Node& node, const std::string& key) -> absl::Status {
+         LORA_ASSIGN_OR_RETURN(config.batch_size, fields.Int(node, key, 1));
+         batch_size_node = node;
+         batch_size_given = true;
+         return absl::OkStatus();
+       }},
       {"eval_batch_size", assign_int(&config.eval_batch_size, 1)},
       {"grad_accum_steps", assign_int(&config.grad_accum_steps, 1)},
       {"lr", assign_number(&config.lr, 0, kHuge, true, false)},
@@ -224,6 +230,12 @@ absl::StatusOr<TrainConfig> ParseTrainConfigNode(const YAML::Node& root,
        }},
       {"checkpoint_every_steps", assign_int(&config.checkpoint_every_steps, 0)},
       {"max_steps", assign_int(&config.max_steps, 0)},
+      {"world_size",
+       [&](const YAML::Node& node, const std::string& key) -> absl::Status {
+         LORA_ASSIGN_OR_RETURN(config.world_size, fields.Int(node, key, 1));
+         world_size_node = node;
+         return absl::OkStatus();
+       }},
       {"log_every_steps", assign_int(&config.log_every_steps, 1)},
       {"generation",
        [&](const YAML::Node& node, const std::string& key) {
@@ -248,6 +260,20 @@ absl::StatusOr<TrainConfig> ParseTrainConfigNode(const YAML::Node& root,
     return fields.Error(fp16_node, "amp",
                         "fp16 needs device: cuda (LibTorch's CPU autocast "
                         "supports bf16 only); use amp: bf16 on CPU");
+  }
+  if (config.batch_size % config.world_size != 0) {
+    // world_size > 1 is given; batch_size may be the default.
+    const std::string why = " (each rank takes an equal share of the batch)";
+    if (batch_size_given) {
+      return fields.Error(
+          batch_size_node, "batch_size",
+          absl::StrCat(config.batch_size, " is not divisible by world_size ",
+                       config.world_size, why));
+    }
+    return fields.Error(
+        world_size_node, "world_size",
+        absl::StrCat(config.world_size, " does not divide batch_size ",
+                     config.batch_size, " (the default)", why));
   }
   // Defaults that depend on the task.
   const bool classification =
@@ -342,6 +368,11 @@ std::string TrainConfigToYaml(const TrainConfig& c) {
       << c.checkpoint_every_steps;
   out << YAML::Key << "max_steps" << YAML::Value << c.max_steps;
   out << YAML::Key << "log_every_steps" << YAML::Value << c.log_every_steps;
+  // Only when set, so the YAML (and checkpoint fingerprints) of
+  // single-process jobs stay as they were.
+  if (c.world_size != 1) {
+    out << YAML::Key << "world_size" << YAML::Value << c.world_size;
+  }
   out << YAML::Key << "generation" << YAML::Value << YAML::BeginMap;
   out << YAML::Key << "beam_size" << YAML::Value << c.generation.beam_size;
   out << YAML::Key << "length_penalty" << YAML::Value

@@ -31,6 +31,17 @@
 //   checkpoint_every_steps: 0    # plus one at every epoch end
 //   max_steps: 0                 # train this many optimizer steps at most
 //                                # (the schedule ends there); 0 = epochs
+//   world_size: 1                # data-parallel ranks (CPU processes over
+//                                # Gloo); batch_size is the global batch
+//                                # and must be divisible by it. See below.
+//
+// Data parallel (world_size N > 1): N lora-train processes (ranks) each
+// train on a contiguous 1/N of every global batch and all-reduce the
+// trainable gradients. Like torchrun, the rank and the rendezvous come from
+// the environment: RANK (0..N-1), WORLD_SIZE (must equal world_size),
+// MASTER_ADDR and MASTER_PORT (rank 0 serves the c10d TCPStore there). With
+// RANK unset, `lora-train train` launches the N ranks itself on 127.0.0.1.
+// `threads` is per rank. Rank 0 alone writes to output_dir.
 #ifndef LORA_SWEEP_LORA_CORE_TRAIN_CONFIG_H_
 #define LORA_SWEEP_LORA_CORE_TRAIN_CONFIG_H_
 
@@ -93,6 +104,8 @@ struct TrainConfig {
   bool resume = true;
   int64_t checkpoint_every_steps = 0;
   int64_t max_steps = 0;
+  // Data-parallel ranks; batch_size % world_size == 0.
+  int64_t world_size = 1;
   // Interrupt after this many optimizer steps, with a checkpoint and results
   // "status": "stopped" (lora-train --stop-after-steps); 0 = never. Not part
   // of the job: resuming continues as if nothing happened.
@@ -110,7 +123,8 @@ struct TrainConfig {
 // Parses YAML or JSON text. `source` names the file in errors:
 // "job.yaml:7: lora.rank: expected an integer >= 1, got 0". Rejects unknown
 // keys, wrong types, out-of-range values, fp16 without CUDA, a head that does
-// not fit the task, and a missing model or task.
+// not fit the task, a batch_size not divisible by world_size, and a missing
+// model or task.
 absl::StatusOr<TrainConfig> ParseTrainConfig(const std::string& text,
                                              const std::string& source);
 

@@ -18,10 +18,13 @@
 #include "base/status_macros.h"
 #include "lora_core/batching.h"
 #include "lora_core/bleu.h"
+#include "lora_core/distributed_env.h"
 #include "lora_core/generation.h"
 #include "lora_core/hf_checkpoint.h"
 #include "lora_core/model_tokenizer.h"
 #include "lora_core/peft_adapter.h"
+#include "lora_core/splitmix64.h"
+#include "lora_core/tensor_io.h"
 #include "lora_core/torch_runtime.h"
 
 namespace lora::core {
@@ -60,8 +63,10 @@ bool ExcludedFromWeightDecay(const std::string& name) {
 
 // The fingerprint covers everything that changes what is trained, not where
 // or how often it is reported (output_dir, resume, stop_after_steps, threads,
-// logging and checkpoint frequency).
+// logging and checkpoint frequency) nor how many ranks share the work: a
+// checkpoint resumes under another world_size.
 std::string Fingerprint(TrainConfig config) {
+  config.world_size = 1;
   config.output_dir.clear();
   config.resume = false;
   config.stop_after_steps = 0;
@@ -110,6 +115,16 @@ bool Improved(double value, double best, bool maximize, bool first) {
   return maximize ? value > best : value < best;
 }
 
+// Data parallel: the generator (dropout) is reseeded before every step from
+// (seed, step, rank), so ranks draw independent masks and a resumed run
+// draws the masks of an uninterrupted one without saving every rank's
+// generator.
+uint64_t RankStepSeed(uint64_t seed, int64_t step, int rank) {
+  SplitMix64 mix(seed ^ (static_cast<uint64_t>(step) * 0xD1B54A32D192ED03ULL) ^
+                 (static_cast<uint64_t>(rank + 1) << 48));
+  return mix.Next();
+}
+
 }  // namespace
 
 void Trainer::RequestStop() {
@@ -117,8 +132,8 @@ void Trainer::RequestStop() {
 }
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
-    const TrainConfig& config) {
-  return Build(config, "");
+    const TrainConfig& config, std::unique_ptr<GradientReducer> reducer) {
+  return Build(config, "", std::move(reducer));
 }
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::CreateFromExport(
@@ -126,11 +141,20 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::CreateFromExport(
   LORA_ASSIGN_OR_RETURN(TrainConfig config,
                         LoadTrainConfig(directory + "/" + kRunConfigFile));
   if (threads > 0) config.threads = threads;
-  return Build(config, directory);
+  // Evaluation and generation of an exported run take one process.
+  config.world_size = 1;
+  return Build(config, directory, nullptr);
 }
 
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Build(
-    const TrainConfig& config, const std::string& exported_directory) {
+    const TrainConfig& config, const std::string& exported_directory,
+    std::unique_ptr<GradientReducer> reducer) {
+  if (reducer == nullptr) reducer = std::make_unique<NoOpGradientReducer>();
+  if (reducer->world_size() != config.world_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "world_size: the job has ", config.world_size,
+        " ranks but this process joined a group of ", reducer->world_size()));
+  }
   if (config.device != "cpu") {
     return absl::FailedPreconditionError(absl::StrCat(
         "device: \"", config.device,
@@ -139,6 +163,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Build(
   }
   std::unique_ptr<Trainer> trainer(new Trainer());
   trainer->config_ = config;
+  trainer->reducer_ = std::move(reducer);
   TrainConfig& c = trainer->config_;
   SetTorchThreads(static_cast<int>(c.threads));
 
@@ -232,6 +257,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Build(
 }
 
 void Trainer::Record(Json record) {
+  if (reducer_->rank() != 0) return;
   if (!config_.output_dir.empty()) {
     std::ofstream(config_.output_dir + "/metrics.jsonl", std::ios::app)
         << record.dump() << "\n";
@@ -257,7 +283,16 @@ at::Tensor Trainer::Loss(const TaskModelOutput& output,
                                 at::Reduction::Mean, kIgnoreIndex, 0.0);
 }
 
-std::map<std::string, double> Trainer::Evaluate() {
+int64_t Trainer::ScoredUnits(const TensorBatch& batch) const {
+  if (config_.task == DataTask::kSst2 || config_.task == DataTask::kPolarity) {
+    return batch.input_ids.size(0);
+  }
+  const at::Tensor& targets =
+      batch.mlm_labels.defined() ? batch.mlm_labels : batch.lm_labels;
+  return targets.ne(kIgnoreIndex).sum().item<int64_t>();
+}
+
+absl::StatusOr<std::map<std::string, double>> Trainer::Evaluate() {
   at::NoGradGuard no_grad;
   model_->eval();
   const bool classification =
@@ -266,20 +301,27 @@ std::map<std::string, double> Trainer::Evaluate() {
   for (const TokenizedExample& example : data_.validation) {
     lengths.push_back(static_cast<int64_t>(example.input_ids.size()));
   }
-  double loss_sum = 0.0;
-  int64_t correct = 0, count = 0, scored_tokens = 0;
   const bool masked_lm = config_.head == HeadKind::kRobertaMaskedLm;
-  int64_t evaluation_batch = 0;
-  for (const auto& indices :
-       EvaluationBatches(lengths, config_.eval_batch_size)) {
+  const std::vector<std::vector<size_t>> batches =
+      EvaluationBatches(lengths, config_.eval_batch_size);
+  const int64_t batch_count = static_cast<int64_t>(batches.size());
+  // Per batch: loss sum, correct, examples, scored tokens. With N ranks,
+  // rank r scores batches r, r + N, ... and leaves zeros elsewhere, so the
+  // all-reduced table holds every batch's own numbers exactly (x + 0 = x),
+  // and the totals below add up in batch order on every rank: the bits one
+  // process gets.
+  enum Column { kLossSum, kCorrect, kCount, kScoredTokens };
+  at::Tensor sums = at::zeros({batch_count, 4}, at::kDouble);
+  auto table = sums.accessor<double, 2>();
+  for (int64_t i = 0; i < batch_count; ++i) {
+    if (i % reducer_->world_size() != reducer_->rank()) continue;
     TensorBatch batch =
-        Collate(data_.validation, indices, tokenizer_->pad_id());
+        Collate(data_.validation, batches[i], tokenizer_->pad_id());
     if (masked_lm) {
       // The same masks at every evaluation, so epochs compare.
       ApplyMlmMasking(&batch, MlmMaskingFor(*tokenizer_),
-                      MaskSeed(config_.seed, -1, evaluation_batch));
+                      MaskSeed(config_.seed, -1, i));
     }
-    ++evaluation_batch;
     TaskModelOutput output;
     {
       CpuAutocast autocast(config_.amp == AmpMode::kBf16);
@@ -288,22 +330,33 @@ std::map<std::string, double> Trainer::Evaluate() {
     }
     const at::Tensor logits = output.logits.to(at::kFloat);
     if (classification) {
-      loss_sum +=
+      table[i][kLossSum] =
           at::cross_entropy_loss(logits, batch.labels, {}, at::Reduction::Sum)
               .item<double>();
-      correct += logits.argmax(-1).eq(batch.labels).sum().item<int64_t>();
-      count += batch.labels.size(0);
+      table[i][kCorrect] = static_cast<double>(
+          logits.argmax(-1).eq(batch.labels).sum().item<int64_t>());
+      table[i][kCount] = static_cast<double>(batch.labels.size(0));
     } else {
       const at::Tensor masked_targets = MaskedLmTargets(batch);
       const at::Tensor targets = masked_targets.defined()
                                      ? masked_targets
                                      : batch.lm_labels.view({-1});
-      loss_sum +=
+      table[i][kLossSum] =
           at::cross_entropy_loss(logits.view({-1, logits.size(-1)}), targets,
                                  {}, at::Reduction::Sum, kIgnoreIndex)
               .item<double>();
-      scored_tokens += targets.ne(kIgnoreIndex).sum().item<int64_t>();
+      table[i][kScoredTokens] =
+          static_cast<double>(targets.ne(kIgnoreIndex).sum().item<int64_t>());
     }
+  }
+  LORA_RETURN_IF_ERROR(reducer_->AllReduceSum(sums));
+  double loss_sum = 0.0;
+  int64_t correct = 0, count = 0, scored_tokens = 0;
+  for (int64_t i = 0; i < batch_count; ++i) {
+    loss_sum += table[i][kLossSum];
+    correct += static_cast<int64_t>(table[i][kCorrect]);
+    count += static_cast<int64_t>(table[i][kCount]);
+    scored_tokens += static_cast<int64_t>(table[i][kScoredTokens]);
   }
   std::map<std::string, double> metrics;
   if (classification) {
@@ -345,17 +398,23 @@ double Trainer::EvaluateBleu() {
 absl::StatusOr<Json> Trainer::Run() {
   const TrainConfig& c = config_;
   const auto wall_start = Clock::now();
+  const int rank = reducer_->rank();
+  const int world_size = reducer_->world_size();
+  // Rank 0 writes every output; the other ranks only read the checkpoint.
+  const bool lead = rank == 0;
   if (c.output_dir.empty()) {
     return absl::InvalidArgumentError("output_dir: required for training");
   }
   std::error_code error;
-  std::filesystem::create_directories(c.output_dir + "/checkpoint", error);
-  if (error) {
-    return absl::InternalError(absl::StrCat(
-        "output_dir: cannot create ", c.output_dir, ": ", error.message()));
+  if (lead) {
+    std::filesystem::create_directories(c.output_dir + "/checkpoint", error);
+    if (error) {
+      return absl::InternalError(absl::StrCat(
+          "output_dir: cannot create ", c.output_dir, ": ", error.message()));
+    }
+    LORA_RETURN_IF_ERROR(WriteFileAtomically(c.output_dir + "/config.yaml",
+                                             TrainConfigToYaml(c)));
   }
-  LORA_RETURN_IF_ERROR(
-      WriteFileAtomically(c.output_dir + "/config.yaml", TrainConfigToYaml(c)));
   const std::string checkpoint = c.output_dir + "/" + kCheckpointPath;
 
   TrainingProgress progress;
@@ -368,9 +427,13 @@ absl::StatusOr<Json> Trainer::Run() {
         LoadTrainingCheckpoint(checkpoint, *model_, *optimizer_, fingerprint_));
     scaler_.set_state(progress.scaler);
     resumed = true;
-  } else if (std::filesystem::exists(c.output_dir + "/metrics.jsonl")) {
+  } else if (lead && std::filesystem::exists(c.output_dir + "/metrics.jsonl")) {
     std::filesystem::remove(c.output_dir + "/metrics.jsonl", error);
   }
+  // Rank 0 writes no checkpoint before the first step's all-reduce, which
+  // every rank reaches only after loading: no rank reads a checkpoint while
+  // it is being replaced.
+  LORA_RETURN_IF_ERROR(SynchronizeRanks(progress));
   if (!load_report_.empty() && !resumed) {
     Record(Json{{"type", "load_report"}, {"text", load_report_}});
   }
@@ -401,6 +464,7 @@ absl::StatusOr<Json> Trainer::Run() {
   const bool bf16 = c.amp == AmpMode::kBf16;
 
   auto save = [&]() -> absl::Status {
+    if (!lead) return absl::OkStatus();
     progress.scaler = scaler_.state();
     LORA_RETURN_IF_ERROR(
         SaveTrainingCheckpoint(checkpoint, *model_, *optimizer_, progress));
@@ -426,13 +490,34 @@ absl::StatusOr<Json> Trainer::Run() {
           c.grad_accum_steps, static_cast<int64_t>(batches.size()) - b);
       double step_loss = 0.0;
       int64_t step_tokens = 0;
+      if (world_size > 1) {
+        at::manual_seed(RankStepSeed(c.seed, progress.step, rank));
+      }
       for (int64_t m = 0; m < micro; ++m) {
+        // The global batch, collated and masked whole on every rank, so each
+        // rank's rows are exactly those rows of the single-process batch.
         TensorBatch batch =
             Collate(data_.train, batches[b + m], tokenizer_->pad_id());
         if (c.head == HeadKind::kRobertaMaskedLm) {
           // Dynamic masks: new every epoch, reproducible on resume.
           ApplyMlmMasking(&batch, MlmMaskingFor(*tokenizer_),
                           MaskSeed(c.seed, progress.epoch, b + m));
+        }
+        step_tokens += batch.tokens;
+        // The loss is a mean over the batch's scored units (examples, or
+        // target tokens). Weighting each shard's mean by its share of the
+        // units makes the ranks' sum the global batch's mean, exactly, also
+        // for shards of unequal size or token count.
+        double weight = 1.0;
+        if (world_size > 1) {
+          const RowRange rows =
+              ShardRows(batch.input_ids.size(0), rank, world_size);
+          if (rows.empty()) continue;  // a last batch smaller than the world
+          const int64_t global_units = ScoredUnits(batch);
+          batch = SliceRows(batch, rows.begin, rows.end);
+          const int64_t units = ScoredUnits(batch);
+          if (units == 0) continue;  // nothing to score, nothing to add
+          weight = static_cast<double>(units) / global_units;
         }
         TaskModelOutput output;
         {
@@ -441,12 +526,19 @@ absl::StatusOr<Json> Trainer::Run() {
                                    MaskedPositions(batch));
         }
         at::Tensor loss = Loss(output, batch, /*training=*/true);
-        step_loss += loss.item<double>() / micro;
-        step_tokens += batch.tokens;
-        at::Tensor scaled = loss / static_cast<double>(micro);
+        step_loss += loss.item<double>() * weight / micro;
+        at::Tensor scaled = world_size > 1
+                                ? loss * (weight / static_cast<double>(micro))
+                                : loss / static_cast<double>(micro);
         (fp16 ? scaler_.ScaleLoss(scaled) : scaled).backward();
       }
       b += micro;
+      // Every rank stops at the same step: a stop signalled to any of them
+      // travels with the gradients.
+      bool stop_signal = stop_signalled.load(std::memory_order_relaxed);
+      if (world_size > 1) {
+        LORA_RETURN_IF_ERROR(ReduceStep(parameters, &step_loss, &stop_signal));
+      }
       const double lr = c.lr * LinearWarmupDecayFactor(
                                    progress.step, warmup_steps, total_steps);
       for (auto& group : optimizer_->param_groups()) {
@@ -484,7 +576,8 @@ absl::StatusOr<Json> Trainer::Run() {
       }
       const bool stop_requested =
           (c.stop_after_steps > 0 && progress.step >= c.stop_after_steps) ||
-          stop_signalled.load(std::memory_order_relaxed);
+          (world_size > 1 ? stop_signal
+                          : stop_signalled.load(std::memory_order_relaxed));
       if (stop_requested || (c.checkpoint_every_steps > 0 &&
                              progress.step % c.checkpoint_every_steps == 0)) {
         progress.train_seconds +=
@@ -500,7 +593,7 @@ absl::StatusOr<Json> Trainer::Run() {
     if (stopped) break;
 
     // End of epoch: evaluate, track the best epoch, checkpoint.
-    last_metrics = Evaluate();
+    LORA_ASSIGN_OR_RETURN(last_metrics, Evaluate());
     const double value = last_metrics.count(c.metric_name)
                              ? last_metrics[c.metric_name]
                              : last_metrics["val_loss"];
@@ -533,6 +626,13 @@ absl::StatusOr<Json> Trainer::Run() {
       stopped_early = true;
       break;
     }
+  }
+
+  if (!lead) {
+    LORA_RETURN_IF_ERROR(DumpWeights());
+    return Json{{"status", stopped ? "stopped" : "completed"},
+                {"rank", rank},
+                {"steps", progress.step}};
   }
 
   // The epoch history, read back from metrics.jsonl so a resumed run reports
@@ -572,6 +672,7 @@ absl::StatusOr<Json> Trainer::Run() {
       {"tokens_per_second",
        progress.tokens_seen / std::max(progress.train_seconds, 1e-9)},
   };
+  if (world_size > 1) results["world_size"] = world_size;
   if (!stopped) {
     if (!history.empty()) {
       Json final_metrics = history.back();
@@ -591,7 +692,106 @@ absl::StatusOr<Json> Trainer::Run() {
       std::chrono::duration<double>(Clock::now() - wall_start).count();
   LORA_RETURN_IF_ERROR(WriteFileAtomically(c.output_dir + "/results.json",
                                            results.dump(2) + "\n"));
+  LORA_RETURN_IF_ERROR(DumpWeights());
   return results;
+}
+
+absl::Status Trainer::SynchronizeRanks(const TrainingProgress& progress) {
+  if (reducer_->world_size() == 1) return absl::OkStatus();
+  // The configuration (60 bits of its fingerprint) and the position in
+  // training: the same on every rank unless they run different jobs or
+  // loaded different checkpoints.
+  const std::vector<int64_t> position = {
+      static_cast<int64_t>(
+          std::stoull(fingerprint_.substr(0, 15), nullptr, 16)),
+      progress.step, progress.epoch, progress.batch_in_epoch};
+  at::Tensor mine = at::tensor(position, at::kLong);
+  at::Tensor leader = mine.clone();
+  LORA_RETURN_IF_ERROR(reducer_->Broadcast(leader));
+  at::Tensor disagreeing = at::tensor(
+      std::vector<int64_t>{at::equal(mine, leader) ? 0 : 1}, at::kLong);
+  LORA_RETURN_IF_ERROR(reducer_->AllReduceSum(disagreeing));
+  if (disagreeing.item<int64_t>() > 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "rank ", reducer_->rank(), ": ", disagreeing.item<int64_t>(),
+        " rank(s) disagree with rank 0 on the job or its checkpoint (rank 0 "
+        "at step ",
+        leader[1].item<int64_t>(), ", this rank at step ", position[1],
+        mine[0].item<int64_t>() == leader[0].item<int64_t>()
+            ? ", same configuration)"
+            : ", different configurations)"));
+  }
+  // Rank 0's weights everywhere, as DistributedDataParallel does: they are
+  // equal already when every rank seeded the same build, but this makes it
+  // so.
+  std::vector<at::Tensor> parameters, pieces;
+  for (auto& [name, parameter] : model_->TrainableParameters()) {
+    parameters.push_back(parameter);
+    pieces.push_back(parameter.detach().reshape({-1}).to(at::kFloat));
+  }
+  at::Tensor flat = at::cat(pieces);
+  LORA_RETURN_IF_ERROR(reducer_->Broadcast(flat));
+  at::NoGradGuard no_grad;
+  int64_t offset = 0;
+  for (at::Tensor& parameter : parameters) {
+    const int64_t n = parameter.numel();
+    parameter.copy_(flat.slice(0, offset, offset + n).view_as(parameter));
+    offset += n;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::ReduceStep(const std::vector<at::Tensor>& parameters,
+                                 double* step_loss, bool* stop) {
+  // Float32 gradients in one flat buffer (one message, as DDP's buckets);
+  // float64 loss, stop flag and, per parameter, how many ranks have a
+  // gradient for it.
+  std::vector<double> totals = {*step_loss, *stop ? 1.0 : 0.0};
+  std::vector<at::Tensor> pieces;
+  for (const at::Tensor& parameter : parameters) {
+    const at::Tensor& grad = parameter.grad();
+    totals.push_back(grad.defined() ? 1.0 : 0.0);
+    pieces.push_back(grad.defined()
+                         ? grad.detach().reshape({-1}).to(at::kFloat)
+                         : at::zeros({parameter.numel()}, at::kFloat));
+  }
+  at::Tensor flat = at::cat(pieces);
+  at::Tensor scalars = at::tensor(totals, at::kDouble);
+  LORA_RETURN_IF_ERROR(reducer_->AllReduceSum(flat));
+  LORA_RETURN_IF_ERROR(reducer_->AllReduceSum(scalars));
+  const auto reduced = scalars.accessor<double, 1>();
+  *step_loss = reduced[0];
+  *stop = reduced[1] > 0;
+  int64_t offset = 0;
+  for (size_t i = 0; i < parameters.size(); ++i) {
+    at::Tensor parameter = parameters[i];
+    const int64_t n = parameter.numel();
+    // A parameter no rank has a gradient for stays without one, so AdamW
+    // skips it as it would in one process.
+    if (reduced[2 + i] > 0) {
+      if (!parameter.grad().defined()) {
+        parameter.mutable_grad() = at::zeros_like(parameter);
+      }
+      parameter.mutable_grad().copy_(
+          flat.slice(0, offset, offset + n).view_as(parameter));
+    }
+    offset += n;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Trainer::DumpWeights() const {
+  if (weights_dump_directory_.empty()) return absl::OkStatus();
+  std::error_code error;
+  std::filesystem::create_directories(weights_dump_directory_, error);
+  NamedTensors tensors;
+  for (const auto& [name, parameter] : model_->TrainableParameters()) {
+    tensors[name] = parameter.detach();
+  }
+  return SaveSafetensors(
+      absl::StrCat(weights_dump_directory_, "/trainable_rank", reducer_->rank(),
+                   ".safetensors"),
+      tensors);
 }
 
 absl::Status Trainer::Export(const Json& results) {
@@ -616,7 +816,7 @@ absl::StatusOr<std::map<std::string, double>> EvaluateExportedRun(
     const std::string& directory, int64_t threads) {
   LORA_ASSIGN_OR_RETURN(std::unique_ptr<Trainer> trainer,
                         Trainer::CreateFromExport(directory, threads));
-  std::map<std::string, double> metrics = trainer->Evaluate();
+  LORA_ASSIGN_OR_RETURN(auto metrics, trainer->Evaluate());
   if (trainer->config().task == DataTask::kE2e) {
     metrics["val_bleu"] = trainer->EvaluateBleu();
   }

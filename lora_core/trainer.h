@@ -18,7 +18,23 @@
 //   results.json                   final and best metrics, parameter counts,
 //                                  wall time
 //
-// Deterministic for a seed and thread count. Not thread-safe.
+// Data parallel (config.world_size N > 1, one Trainer per rank process,
+// joined by a GradientReducer): every rank collates each global batch of
+// batch_size examples, trains on its contiguous rows (ShardRows), weights its
+// shard's loss by its share of the batch's scored units (examples, or target
+// tokens for language modelling) and all-reduces (sums) the trainable
+// gradients before clipping, so every rank steps with the gradient of the
+// global batch's mean loss, as one process would (up to float rounding),
+// and the ranks' weights stay bitwise identical. Evaluation is split across
+// ranks by batch and the per-batch sums are all-reduced: every rank sees the
+// same metrics (bit for bit what one process computes for those weights),
+// so early stopping agrees. Rank 0 alone writes to output_dir; every rank
+// resumes from rank 0's checkpoint.
+// Dropout masks then come from a generator reseeded every step from (seed,
+// step, rank): independent across ranks, exact on resume, but not the
+// masks a single process would draw.
+//
+// Deterministic for a seed, thread count and world size. Not thread-safe.
 #ifndef LORA_SWEEP_LORA_CORE_TRAINER_H_
 #define LORA_SWEEP_LORA_CORE_TRAINER_H_
 
@@ -33,6 +49,7 @@
 #include "absl/status/statusor.h"
 #include "lora_core/bpe_tokenizer.h"
 #include "lora_core/collate.h"
+#include "lora_core/gradient_reducer.h"
 #include "lora_core/optimization.h"
 #include "lora_core/task_data.h"
 #include "lora_core/task_model.h"
@@ -54,9 +71,13 @@ class Trainer {
  public:
   // Sets threads, seeds the generator, builds the model (loading a
   // checkpoint folder when config.model is one), the tokenizer, the data and
-  // the optimizer. Errors name the config key or file at fault.
+  // the optimizer. Errors name the config key or file at fault. `reducer`
+  // joins this rank to the others of a data-parallel job; its world size
+  // must equal config.world_size (InvalidArgument otherwise). Null means
+  // one process (NoOpGradientReducer).
   static absl::StatusOr<std::unique_ptr<Trainer>> Create(
-      const TrainConfig& config);
+      const TrainConfig& config,
+      std::unique_ptr<GradientReducer> reducer = nullptr);
 
   // The same, but with the weights of an exported run (adapter/ with its
   // PEFT adapter, or model/ with a full checkpoint) instead of fresh LoRA,
@@ -65,8 +86,16 @@ class Trainer {
   static absl::StatusOr<std::unique_ptr<Trainer>> CreateFromExport(
       const std::string& directory, int64_t threads = 0);
 
+  // Called with every record on rank 0; other ranks record nothing.
   void set_observer(MetricsObserver observer) {
     observer_ = std::move(observer);
+  }
+
+  // When set, Run() ends by writing this rank's trainable parameters to
+  // `<directory>/trainable_rank<k>.safetensors` (outside output_dir), so
+  // tests can compare the ranks of a data-parallel job.
+  void set_weights_dump_directory(std::string directory) {
+    weights_dump_directory_ = std::move(directory);
   }
 
   // Trains (resuming from output_dir's checkpoint when config.resume and one
@@ -75,7 +104,10 @@ class Trainer {
   // at the next optimizer step boundary and saves a checkpoint ("status":
   // "stopped"). After every checkpoint it writes a metrics record
   // {"type": "checkpoint", "step", "epoch"}: the checkpoint folder is then
-  // complete (workers upload it on seeing the record).
+  // complete (workers upload it on seeing the record). Collective in a
+  // data-parallel job: a stop requested on any rank stops all of them at the
+  // same step; ranks other than 0 return {"status", "rank", "steps"} only.
+  // Unavailable when a peer rank fails.
   absl::StatusOr<nlohmann::json> Run();
 
   // Asks every running Trainer to checkpoint and stop at its next step
@@ -85,7 +117,9 @@ class Trainer {
 
   // Validation metrics of the model as it is now: classification val_loss
   // and val_accuracy; language modelling val_loss and val_perplexity.
-  std::map<std::string, double> Evaluate();
+  // Collective in a data-parallel job (each rank scores a share of the
+  // batches); fails only when a peer rank does.
+  absl::StatusOr<std::map<std::string, double>> Evaluate();
 
   // E2E: generates for the validation meaning representations and scores
   // corpus BLEU against all their references ("val_bleu").
@@ -98,11 +132,23 @@ class Trainer {
  private:
   Trainer() = default;
   static absl::StatusOr<std::unique_ptr<Trainer>> Build(
-      const TrainConfig& config, const std::string& exported_directory);
+      const TrainConfig& config, const std::string& exported_directory,
+      std::unique_ptr<GradientReducer> reducer);
   at::Tensor Loss(const TaskModelOutput& output, const TensorBatch& batch,
                   bool training);
+  // Examples (classification) or target tokens (language modelling) that
+  // the batch's mean loss averages over.
+  int64_t ScoredUnits(const TensorBatch& batch) const;
   void Record(nlohmann::json record);
   absl::Status Export(const nlohmann::json& results);
+  // Data parallel: fails unless every rank is at the same step of the same
+  // configuration, then gives every rank rank 0's trainable weights.
+  absl::Status SynchronizeRanks(const TrainingProgress& progress);
+  // Data parallel: sums the trainable gradients over the ranks (a gradient
+  // no rank has stays undefined) along with `step_loss` and `stop`.
+  absl::Status ReduceStep(const std::vector<at::Tensor>& parameters,
+                          double* step_loss, bool* stop);
+  absl::Status DumpWeights() const;
 
   TrainConfig config_;
   ModelConfig model_config_;
@@ -114,11 +160,14 @@ class Trainer {
   std::string fingerprint_;
   std::string load_report_;
   MetricsObserver observer_;
+  std::unique_ptr<GradientReducer> reducer_;
+  std::string weights_dump_directory_;
 };
 
 // Rebuilds a finished run from its exported adapter/ (or model/) folder and
 // the lora_sweep_run.yaml in it, and evaluates it on the run's validation
-// data: the same metrics the run recorded. `threads` > 0 overrides the run's.
+// data: the same metrics the run recorded (bit for bit, whatever the run's
+// world_size). `threads` > 0 overrides the run's.
 absl::StatusOr<std::map<std::string, double>> EvaluateExportedRun(
     const std::string& directory, int64_t threads = 0);
 

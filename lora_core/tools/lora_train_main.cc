@@ -6,12 +6,18 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "lora_core/distributed_env.h"
 #include "lora_core/generation.h"
+#include "lora_core/gloo_gradient_reducer.h"
+#include "lora_core/rank_launcher.h"
 #include "lora_core/text_datasets.h"
 #include "lora_core/train_config.h"
 #include "lora_core/trainer.h"
@@ -29,6 +35,13 @@ Usage:
       and adapter/ (PEFT format) or model/. --stop-after-steps interrupts the
       run there (with a checkpoint); running again resumes it.
       Example: lora-train train job.yaml --output-dir runs/r4
+      Data parallel (world_size: N > 1 in CONFIG): N ranks, one process
+      each, split every batch and all-reduce gradients over Gloo. Run as
+      above, lora-train starts the N ranks on this machine and exits with
+      rank 0's status. Under an external launcher (torchrun-style), each
+      process gets RANK (0..N-1), WORLD_SIZE (= N), MASTER_ADDR and
+      MASTER_PORT (where rank 0 serves the rendezvous store) from the
+      environment. Rank 0 alone writes the output folder.
   lora-train pretrain CONFIG [--output-dir DIR] [--threads N]
                             [--stop-after-steps N]
       Trains a base model from scratch on a text corpus (task: text):
@@ -45,6 +58,11 @@ Usage:
       Generates text with a GPT-2 run's adapter.
       Example: lora-train generate --adapter runs/e2e/adapter \
                  --mr "name[The Eagle], eatType[pub], area[riverside]"
+
+Environment:
+  LORA_SWEEP_CACHE       tokenised-dataset cache (default ~/.cache/lora-sweep)
+  LORA_TRAIN_DEBUG_DUMP  a folder: every rank of `train` writes its final
+                         trainable weights to trainable_rank<K>.safetensors
 
 Exit status: 0 success, 2 usage or configuration error, 1 failure.
 )";
@@ -147,7 +165,48 @@ class Progress {
   bool terminal_;
 };
 
-int Train(const Arguments& args, bool pretrain) {
+// Data parallel: this process's part in the job, from the environment.
+// Returns an exit status when the process is done (the launcher, or an
+// error), otherwise sets *reducer (null for a single process).
+std::optional<int> JoinJob(
+    const lora::core::TrainConfig& config,
+    const std::vector<std::string>& command_line,
+    std::unique_ptr<lora::core::GradientReducer>* reducer) {
+  using lora::core::DistributedRole;
+  absl::StatusOr<lora::core::DistributedSetup> setup =
+      lora::core::DistributedSetupFromEnvironment(
+          config.world_size,
+          [](const char* name) { return std::getenv(name); });
+  if (!setup.ok()) {
+    std::cerr << "lora-train: " << setup.status().message() << "\n";
+    return 2;
+  }
+  if (setup->role == DistributedRole::kLauncher) {
+    lora::core::RankLaunchOptions launch;
+    launch.executable = "/proc/self/exe";
+    launch.argv = command_line;
+    launch.world_size = static_cast<int>(config.world_size);
+    absl::StatusOr<int> status = lora::core::LaunchRanks(launch);
+    if (!status.ok()) {
+      std::cerr << "lora-train: " << status.status().message() << "\n";
+      return 1;
+    }
+    return *status;
+  }
+  if (setup->role == DistributedRole::kRank) {
+    absl::StatusOr<std::unique_ptr<lora::core::GlooGradientReducer>> gloo =
+        lora::core::GlooGradientReducer::Open(setup->options);
+    if (!gloo.ok()) {
+      std::cerr << "lora-train: " << gloo.status().message() << "\n";
+      return 1;
+    }
+    *reducer = std::move(*gloo);
+  }
+  return std::nullopt;
+}
+
+int Train(const Arguments& args, bool pretrain,
+          const std::vector<std::string>& command_line) {
   std::string problem;
   if (args.positional.size() != 1) {
     return Usage("train takes exactly one CONFIG file");
@@ -181,25 +240,38 @@ int Train(const Arguments& args, bool pretrain) {
   if (config->output_dir.empty()) {
     return Usage("output_dir: set it in the config or with --output-dir");
   }
+  std::unique_ptr<lora::core::GradientReducer> reducer;
+  if (std::optional<int> done = JoinJob(*config, command_line, &reducer)) {
+    return *done;
+  }
+  // Messages of ranks other than 0 say whose they are.
+  const int rank = reducer != nullptr ? reducer->rank() : 0;
+  const std::string prefix =
+      rank > 0 ? absl::StrCat("lora-train: rank ", rank, ": ") : "lora-train: ";
   absl::StatusOr<std::unique_ptr<lora::core::Trainer>> trainer =
-      lora::core::Trainer::Create(*config);
+      lora::core::Trainer::Create(*config, std::move(reducer));
   if (!trainer.ok()) {
-    std::cerr << "lora-train: " << trainer.status().message() << "\n";
+    std::cerr << prefix << trainer.status().message() << "\n";
     return trainer.status().code() == absl::StatusCode::kInvalidArgument ? 2
                                                                          : 1;
   }
   Progress progress;
   (*trainer)->set_observer(std::ref(progress));
+  if (const char* dump = std::getenv("LORA_TRAIN_DEBUG_DUMP");
+      dump != nullptr && *dump != '\0') {
+    (*trainer)->set_weights_dump_directory(dump);
+  }
   // SIGTERM (a worker draining, or a cancelled run): checkpoint at the next
   // step and stop with "status": "stopped".
   std::signal(SIGTERM, [](int) { lora::core::Trainer::RequestStop(); });
   absl::StatusOr<nlohmann::json> results = (*trainer)->Run();
   if (!results.ok()) {
-    std::cerr << "lora-train: " << results.status().message() << "\n";
+    std::cerr << prefix << results.status().message() << "\n";
     return results.status().code() == absl::StatusCode::kInvalidArgument ? 2
                                                                          : 1;
   }
-  std::cout << results->dump(2) << "\n";
+  // results.json's content, from rank 0 only.
+  if (rank == 0) std::cout << results->dump(2) << "\n";
   return 0;
 }
 
@@ -291,8 +363,10 @@ int main(int argc, char** argv) {
     }
   }
   if (!ParseArguments(argc, argv, 2, &args, &problem)) return Usage(problem);
-  if (command == "train") return Train(args, /*pretrain=*/false);
-  if (command == "pretrain") return Train(args, /*pretrain=*/true);
+  const std::vector<std::string> command_line(argv, argv + argc);
+  if (command == "train") return Train(args, /*pretrain=*/false, command_line);
+  if (command == "pretrain")
+    return Train(args, /*pretrain=*/true, command_line);
   if (command == "eval") return Eval(args);
   if (command == "generate") return Generate(args);
   return Usage("unknown subcommand \"" + command + "\"");

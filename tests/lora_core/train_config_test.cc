@@ -82,7 +82,33 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"model: gpt2\ntask: [e2e\n", "job.yaml:3: not valid YAML"},
         BadCase{"", "job.yaml: file is empty"},
         BadCase{"model: gpt2\ntask: e2e\nwarmup_ratio: 1.0\n",
-                "job.yaml:3: warmup_ratio: expected a number in [0, 1)"}));
+                "job.yaml:3: warmup_ratio: expected a number in [0, 1)"},
+        BadCase{"model: gpt2\ntask: e2e\nworld_size: 0\n",
+                "job.yaml:3: world_size: expected an integer >= 1, got 0"},
+        BadCase{"model: gpt2\ntask: e2e\nbatch_size: 10\nworld_size: 4\n",
+                "job.yaml:3: batch_size: 10 is not divisible by world_size 4"},
+        BadCase{"model: gpt2\ntask: e2e\nworld_size: 3\n",
+                "job.yaml:3: world_size: 3 does not divide batch_size 32 (the "
+                "default)"}));
+
+TEST(TrainConfigTest, WorldSizeDefaultsToOneAndRoundTrips) {
+  absl::StatusOr<TrainConfig> one =
+      ParseTrainConfig("model: gpt2\ntask: e2e\n", "job.yaml");
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->world_size, 1);
+  // Left out when 1, so single-process jobs read as they always did.
+  EXPECT_EQ(TrainConfigToYaml(*one).find("world_size"), std::string::npos);
+
+  absl::StatusOr<TrainConfig> two = ParseTrainConfig(
+      "model: gpt2\ntask: e2e\nbatch_size: 8\nworld_size: 2\n", "job.yaml");
+  ASSERT_TRUE(two.ok()) << two.status();
+  EXPECT_EQ(two->world_size, 2);
+  absl::StatusOr<TrainConfig> again =
+      ParseTrainConfig(TrainConfigToYaml(*two), "again.yaml");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->world_size, 2);
+  EXPECT_EQ(TrainConfigToYaml(*again), TrainConfigToYaml(*two));
+}
 
 }  // namespace
 }  // namespace lora::core
