@@ -571,6 +571,7 @@ absl::StatusOr<Json> Trainer::Run() {
                  {"lr", lr},
                  {"grad_norm", grad_norm},
                  {"tokens_per_second", step_tokens / std::max(seconds, 1e-9)},
+                 {"step_seconds", seconds},
                  {"loss_scale", fp16 ? scaler_.scale() : 1.0},
                  {"skipped", found_inf}});
       }
