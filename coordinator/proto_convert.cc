@@ -7,46 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "lora_core/train_config.h"
+#include "sweep/run_proto.h"
 
 namespace lora::coordinator {
-
-google::protobuf::Value ToValue(const nlohmann::json& json) {
-  google::protobuf::Value value;
-  if (json.is_null()) {
-    value.set_null_value(google::protobuf::NULL_VALUE);
-  } else if (json.is_boolean()) {
-    value.set_bool_value(json.get<bool>());
-  } else if (json.is_number()) {
-    value.set_number_value(json.get<double>());
-  } else if (json.is_string()) {
-    value.set_string_value(json.get<std::string>());
-  } else if (json.is_array()) {
-    for (const nlohmann::json& item : json) {
-      *value.mutable_list_value()->add_values() = ToValue(item);
-    }
-  } else {
-    for (const auto& [key, item] : json.items()) {
-      (*value.mutable_struct_value()->mutable_fields())[key] = ToValue(item);
-    }
-  }
-  return value;
-}
-
-namespace {
-
-v1::AmpMode ToProtoAmp(core::AmpMode amp) {
-  switch (amp) {
-    case core::AmpMode::kOff:
-      return v1::AMP_MODE_OFF;
-    case core::AmpMode::kBf16:
-      return v1::AMP_MODE_BF16;
-    case core::AmpMode::kFp16:
-      return v1::AMP_MODE_FP16;
-  }
-  return v1::AMP_MODE_UNSPECIFIED;
-}
-
-}  // namespace
 
 google::protobuf::Timestamp ToTimestamp(int64_t unix_ms) {
   google::protobuf::Timestamp timestamp;
@@ -112,38 +75,9 @@ v1::RunConfig RunConfigFromYaml(const std::string& config_yaml,
   resources.mutable_worker_labels()->insert(run.worker_labels.begin(),
                                             run.worker_labels.end());
   if (!parsed.ok()) return out;
-  const core::TrainConfig& c = *parsed;
-  const bool artifact_model = c.model.rfind("sha256:", 0) == 0;
-  out.set_model(c.model);
-  if (artifact_model) out.set_model_artifact_id(c.model);
-  out.set_task(core::DataTaskName(c.task));
-  if (c.data_dir.rfind("sha256:", 0) == 0) {
-    out.set_dataset_artifact_id(c.data_dir);
-  }
-  out.set_head(core::HeadKindName(c.head));
-  out.mutable_lora()->set_rank(static_cast<int32_t>(c.lora.rank));
-  out.mutable_lora()->set_alpha(c.lora.alpha);
-  out.mutable_lora()->set_dropout(c.lora.dropout);
-  for (const std::string& target : c.lora.target_modules) {
-    out.mutable_lora()->add_target_modules(target);
-  }
-  out.mutable_lora()->set_use_rslora(c.lora.use_rslora);
-  out.set_epochs(static_cast<int32_t>(c.epochs));
-  out.set_batch_size(static_cast<int32_t>(c.batch_size));
-  out.set_grad_accum_steps(static_cast<int32_t>(c.grad_accum_steps));
-  out.set_lr(c.lr);
-  out.set_weight_decay(c.weight_decay);
-  out.set_warmup_ratio(c.warmup_ratio);
-  out.set_max_grad_norm(c.max_grad_norm);
-  out.set_label_smoothing(c.label_smoothing);
-  out.set_max_seq_len(static_cast<int32_t>(c.max_seq_len));
-  out.set_amp(ToProtoAmp(c.amp));
-  out.set_seed(static_cast<int64_t>(c.seed));
-  out.set_early_stopping_patience(
-      static_cast<int32_t>(c.early_stopping_patience));
-  out.set_full_finetune(c.trainable == core::TrainableSet::kFull);
-  out.set_head_only(c.trainable == core::TrainableSet::kHeadOnly);
-  out.set_num_labels(static_cast<int32_t>(c.num_labels));
+  v1::Resources kept = out.resources();
+  out = sweep::TrainConfigToRunConfig(*parsed);
+  *out.mutable_resources() = kept;
   return out;
 }
 
@@ -158,7 +92,7 @@ v1::Run ToProto(const RunRecord& run) {
       nlohmann::json::parse(run.parameters_json, nullptr, false);
   if (parameters.is_object()) {
     for (const auto& [key, value] : parameters.items()) {
-      (*out.mutable_parameters())[key] = ToValue(value);
+      (*out.mutable_parameters())[key] = sweep::JsonToValue(value);
     }
   }
   const RunLifecycle& life = run.lifecycle;

@@ -39,9 +39,6 @@ v1::RunConfig RunConfigFromYaml(const std::string& config_yaml,
 
 v1::SweepEvent ToProto(const EventRecord& event);
 
-// A JSON value (a run's parameter) as a protobuf Value.
-google::protobuf::Value ToValue(const nlohmann::json& json);
-
 v1::MetricPoint ToProto(const MetricPoint& point);
 MetricPoint FromProto(const v1::MetricPoint& point);
 

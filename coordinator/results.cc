@@ -9,6 +9,7 @@
 
 #include "base/status_macros.h"
 #include "coordinator/proto_convert.h"
+#include "sweep/run_proto.h"
 
 namespace lora::coordinator {
 namespace {
@@ -91,7 +92,7 @@ absl::StatusOr<v1::GetResultsResponse> BuildResults(RunStore* store,
   });
   for (const Group* group : ordered) {
     v1::ResultGroup& out = *response.add_groups();
-    *out.mutable_value() = ToValue(group->value);
+    *out.mutable_value() = sweep::JsonToValue(group->value);
     out.set_runs(static_cast<int32_t>(group->metrics.size()));
     if (!group->metrics.empty()) {
       double sum = 0;

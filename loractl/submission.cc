@@ -7,79 +7,13 @@
 #include "base/file_util.h"
 #include "base/status_macros.h"
 #include "sweep/artifact_manifest.h"
+#include "sweep/run_proto.h"
 
 namespace lora::loractl {
 namespace {
 
-google::protobuf::Value JsonToValue(const nlohmann::json& json) {
-  google::protobuf::Value value;
-  if (json.is_number()) {
-    value.set_number_value(json.get<double>());
-  } else if (json.is_string()) {
-    value.set_string_value(json.get<std::string>());
-  } else if (json.is_boolean()) {
-    value.set_bool_value(json.get<bool>());
-  } else if (json.is_array()) {
-    auto* list = value.mutable_list_value();
-    for (const nlohmann::json& item : json) {
-      *list->add_values() = JsonToValue(item);
-    }
-  } else if (json.is_object()) {
-    auto* fields = value.mutable_struct_value()->mutable_fields();
-    for (const auto& [key, item] : json.items()) {
-      (*fields)[key] = JsonToValue(item);
-    }
-  } else {
-    value.set_null_value(google::protobuf::NULL_VALUE);
-  }
-  return value;
-}
-
-v1::AmpMode ToProto(core::AmpMode mode) {
-  switch (mode) {
-    case core::AmpMode::kBf16:
-      return v1::AMP_MODE_BF16;
-    case core::AmpMode::kFp16:
-      return v1::AMP_MODE_FP16;
-    default:
-      return v1::AMP_MODE_OFF;
-  }
-}
-
 v1::RunConfig ToProto(const core::TrainConfig& config) {
-  v1::RunConfig out;
-  out.set_model(config.model);
-  if (sweep::IsArtifactId(config.model))
-    out.set_model_artifact_id(config.model);
-  out.set_task(core::DataTaskName(config.task));
-  if (sweep::IsArtifactId(config.data_dir)) {
-    out.set_dataset_artifact_id(config.data_dir);
-  }
-  out.set_head(core::HeadKindName(config.head));
-  v1::LoraConfig& lora = *out.mutable_lora();
-  lora.set_rank(static_cast<int32_t>(config.lora.rank));
-  lora.set_alpha(config.lora.alpha);
-  lora.set_dropout(config.lora.dropout);
-  for (const std::string& target : config.lora.target_modules) {
-    lora.add_target_modules(target);
-  }
-  lora.set_use_rslora(config.lora.use_rslora);
-  out.set_epochs(static_cast<int32_t>(config.epochs));
-  out.set_batch_size(static_cast<int32_t>(config.batch_size));
-  out.set_grad_accum_steps(static_cast<int32_t>(config.grad_accum_steps));
-  out.set_lr(config.lr);
-  out.set_weight_decay(config.weight_decay);
-  out.set_warmup_ratio(config.warmup_ratio);
-  out.set_max_grad_norm(config.max_grad_norm);
-  out.set_label_smoothing(config.label_smoothing);
-  out.set_max_seq_len(static_cast<int32_t>(config.max_seq_len));
-  out.set_amp(ToProto(config.amp));
-  out.set_seed(static_cast<int64_t>(config.seed));
-  out.set_early_stopping_patience(
-      static_cast<int32_t>(config.early_stopping_patience));
-  out.set_full_finetune(config.trainable == core::TrainableSet::kFull);
-  out.set_head_only(config.trainable == core::TrainableSet::kHeadOnly);
-  out.set_num_labels(static_cast<int32_t>(config.num_labels));
+  v1::RunConfig out = sweep::TrainConfigToRunConfig(config);
   out.mutable_resources()->set_device(
       config.device == "cuda" ? v1::DEVICE_KIND_CUDA : v1::DEVICE_KIND_CPU);
   return out;
@@ -162,7 +96,7 @@ v1::SubmitSweepResponse DryRunResponse(const sweep::ExpandedSweep& expanded) {
     out.set_config_hash(run.config_hash);
     if (run.parameters.is_object()) {
       for (const auto& [key, value] : run.parameters.items()) {
-        (*out.mutable_parameters())[key] = JsonToValue(value);
+        (*out.mutable_parameters())[key] = sweep::JsonToValue(value);
       }
     }
     out.set_state(v1::RUN_STATE_PENDING);
