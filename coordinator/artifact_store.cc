@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "base/sha256.h"
 #include "base/status_macros.h"
+#include "base/status_text.h"
 
 namespace lora::coordinator {
 namespace {
@@ -28,31 +29,6 @@ namespace {
 constexpr char kStagingFolder[] = ".staging";
 constexpr char kLockFile[] = ".lock";
 constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-
-// Paths in messages may come from the network: escaped, so that a newline
-// cannot forge a message, and cut short, so that a huge one cannot flood a
-// log. Room for the longest valid artifact path.
-std::string Quoted(absl::string_view value) {
-  constexpr size_t kMaxShown = 4096 + 64;
-  if (value.size() <= kMaxShown) {
-    return absl::StrCat("\"", absl::CEscape(value), "\"");
-  }
-  return absl::StrCat("\"", absl::CEscape(value.substr(0, kMaxShown)),
-                      "...\" (", value.size(), " bytes)");
-}
-
-absl::Status ErrnoStatus(int error, absl::string_view what,
-                         absl::string_view path) {
-  std::string message =
-      absl::StrCat("cannot ", what, " ", path, ": ", std::strerror(error));
-  if (error == ENOENT) return absl::NotFoundError(message);
-  return absl::InternalError(message);
-}
-
-// The same status with `prefix` before its message.
-absl::Status Prefixed(absl::string_view prefix, const absl::Status& status) {
-  return absl::Status(status.code(), absl::StrCat(prefix, status.message()));
-}
 
 void CloseFd(int& fd) {
   if (fd >= 0) ::close(fd);
@@ -329,15 +305,15 @@ absl::Status UploadSession::CompleteFile() {
   const sweep::ArtifactFileEntry& file = manifest_.files[cursor_];
   if (written_ != file.size_bytes) {
     return absl::InvalidArgumentError(
-        absl::StrCat("file ", Quoted(file.path), ": received ", written_,
-                     " of its ", file.size_bytes,
+        absl::StrCat("file ", QuotedForMessage(file.path), ": received ",
+                     written_, " of its ", file.size_bytes,
                      " bytes (every file is sent whole, in manifest order)"));
   }
   const std::string digest = hash_->FinishHex();
   hash_.reset();
   if (digest != file.sha256) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "file ", Quoted(file.path), ": the sha256 of its ", written_,
+        "file ", QuotedForMessage(file.path), ": the sha256 of its ", written_,
         " bytes is ", digest, " but the manifest says ", file.sha256));
   }
   if (file_fd_ >= 0) {
@@ -358,8 +334,8 @@ absl::Status UploadSession::Write(absl::string_view path, int64_t offset,
     return absl::FailedPreconditionError(
         absl::StrCat("the upload of ", manifest_.artifact_id, " has ended"));
   }
-  const std::string where =
-      absl::StrCat("chunk for ", Quoted(path), " at offset ", offset, ": ");
+  const std::string where = absl::StrCat("chunk for ", QuotedForMessage(path),
+                                         " at offset ", offset, ": ");
   auto invalid = [&](absl::string_view problem) {
     return Fail(absl::InvalidArgumentError(absl::StrCat(where, problem)));
   };
@@ -389,13 +365,13 @@ absl::Status UploadSession::Write(absl::string_view path, int64_t offset,
           cursor_ < files.size()
               ? absl::StrCat("that file is complete; files are sent in "
                              "manifest order and the next one is ",
-                             Quoted(files[cursor_].path))
+                             QuotedForMessage(files[cursor_].path))
               : "that file is complete; every file has been received");
     }
     // Moving on: every file in between must be complete (or empty).
     while (cursor_ < target) {
       const absl::Status complete = CompleteFile();
-      if (!complete.ok()) return Fail(Prefixed(where, complete));
+      if (!complete.ok()) return Fail(WithPrefix(where, complete));
     }
   }
   const sweep::ArtifactFileEntry& file = files[target];
@@ -422,7 +398,7 @@ absl::Status UploadSession::Write(absl::string_view path, int64_t offset,
     // Checked as soon as it is whole, so that a wrong file fails the upload
     // before the next file's bytes are stored.
     const absl::Status complete = CompleteFile();
-    if (!complete.ok()) return Fail(Prefixed(where, complete));
+    if (!complete.ok()) return Fail(WithPrefix(where, complete));
   }
   return absl::OkStatus();
 }
@@ -805,14 +781,14 @@ absl::StatusOr<std::string> ArtifactStore::ReadFile(
       record.files.begin(), record.files.end(),
       [&](const ArtifactFileRecord& file) { return file.path == path; });
   if (it == record.files.end()) {
-    return absl::NotFoundError(absl::StrCat("artifact ", artifact_id,
-                                            " holds no file ", Quoted(path)));
+    return absl::NotFoundError(absl::StrCat(
+        "artifact ", artifact_id, " holds no file ", QuotedForMessage(path)));
   }
   if (it->size_bytes > options_.max_read_file_bytes) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("artifact ", artifact_id, ": file ", Quoted(path),
-                     " holds ", it->size_bytes, " bytes; at most ",
-                     options_.max_read_file_bytes, " are read whole"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "artifact ", artifact_id, ": file ", QuotedForMessage(path), " holds ",
+        it->size_bytes, " bytes; at most ", options_.max_read_file_bytes,
+        " are read whole"));
   }
   LORA_ASSIGN_OR_RETURN(const int fd, OpenFolder(artifact_id));
   if (fd < 0) {

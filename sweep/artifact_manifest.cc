@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "base/sha256.h"
 #include "base/status_macros.h"
+#include "base/status_text.h"
 #include "lora_core/utf8.h"
 
 namespace lora::sweep {
@@ -21,18 +22,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr size_t kMaxPathBytes = 4096;
-
-// Values in messages may come from the network or from odd file names:
-// escape them so that a newline or a control byte cannot forge a message,
-// and cut them short so that a huge value cannot flood a log.
-std::string Quoted(absl::string_view value) {
-  // Room for the longest valid path.
-  constexpr size_t kMaxShown = kMaxPathBytes + 64;
-  if (value.size() <= kMaxShown)
-    return absl::StrCat("\"", absl::CEscape(value), "\"");
-  return absl::StrCat("\"", absl::CEscape(value.substr(0, kMaxShown)),
-                      "...\" (", value.size(), " bytes)");
-}
 
 bool IsSha256Hex(absl::string_view hex) {
   if (hex.size() != 64) return false;
@@ -133,11 +122,12 @@ absl::StatusOr<ArtifactManifest> ManifestOfFolder(const std::string& folder) {
     return FileSystemError("read", root, error);
   }
   if (!fs::exists(root_status)) {
-    return absl::NotFoundError(absl::StrCat(Quoted(folder), " does not exist"));
+    return absl::NotFoundError(
+        absl::StrCat(QuotedForMessage(folder), " does not exist"));
   }
   if (!fs::is_directory(root_status)) {
     return absl::InvalidArgumentError(
-        absl::StrCat(Quoted(folder), " is not a folder"));
+        absl::StrCat(QuotedForMessage(folder), " is not a folder"));
   }
 
   ArtifactManifest manifest;
@@ -173,7 +163,7 @@ absl::StatusOr<ArtifactManifest> ManifestOfFolder(const std::string& folder) {
         if (entry.size_bytes >
             std::numeric_limits<int64_t>::max() - manifest.size_bytes) {
           return absl::InvalidArgumentError(
-              absl::StrCat(Quoted(folder), ": too large"));
+              absl::StrCat(QuotedForMessage(folder), ": too large"));
         }
         manifest.size_bytes += entry.size_bytes;
         manifest.files.push_back(std::move(entry));
@@ -187,8 +177,9 @@ absl::StatusOr<ArtifactManifest> ManifestOfFolder(const std::string& folder) {
     if (error) return FileSystemError("list", directory, error);
   }
   if (manifest.files.empty()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        Quoted(folder), " holds no files; there is nothing to upload"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(QuotedForMessage(folder),
+                     " holds no files; there is nothing to upload"));
   }
   std::sort(manifest.files.begin(), manifest.files.end(),
             [](const ArtifactFileEntry& a, const ArtifactFileEntry& b) {
@@ -201,7 +192,7 @@ absl::StatusOr<ArtifactManifest> ManifestOfFolder(const std::string& folder) {
 absl::Status ValidateArtifactPath(absl::string_view path) {
   auto invalid = [&](absl::string_view problem) {
     return absl::InvalidArgumentError(
-        absl::StrCat("artifact path ", Quoted(path), ": ", problem));
+        absl::StrCat("artifact path ", QuotedForMessage(path), ": ", problem));
   };
   if (path.empty()) return invalid("is empty");
   if (path.size() > kMaxPathBytes) {
@@ -242,7 +233,7 @@ bool IsArtifactId(absl::string_view value) {
 absl::Status ValidateArtifactId(absl::string_view id) {
   if (IsArtifactId(id)) return absl::OkStatus();
   return absl::InvalidArgumentError(
-      absl::StrCat("artifact id ", Quoted(id),
+      absl::StrCat("artifact id ", QuotedForMessage(id),
                    ": expected \"sha256:\" followed by 64 lowercase hex "
                    "digits"));
 }
@@ -255,8 +246,8 @@ absl::Status VerifyManifest(const ArtifactManifest& manifest) {
   int64_t total = 0;
   for (size_t i = 0; i < manifest.files.size(); ++i) {
     const ArtifactFileEntry& file = manifest.files[i];
-    const std::string where =
-        absl::StrCat("manifest file ", i, " (", Quoted(file.path), "): ");
+    const std::string where = absl::StrCat("manifest file ", i, " (",
+                                           QuotedForMessage(file.path), "): ");
     const absl::Status valid = ValidateArtifactPath(file.path);
     if (!valid.ok()) {
       return absl::InvalidArgumentError(
@@ -264,10 +255,11 @@ absl::Status VerifyManifest(const ArtifactManifest& manifest) {
     }
     if (i > 0 && !(manifest.files[i - 1].path < file.path)) {
       return absl::InvalidArgumentError(absl::StrCat(
-          where, manifest.files[i - 1].path == file.path
-                     ? "listed twice"
-                     : absl::StrCat("not sorted: comes after ",
-                                    Quoted(manifest.files[i - 1].path))));
+          where,
+          manifest.files[i - 1].path == file.path
+              ? "listed twice"
+              : absl::StrCat("not sorted: comes after ",
+                             QuotedForMessage(manifest.files[i - 1].path))));
     }
     if (file.size_bytes < 0) {
       return absl::InvalidArgumentError(
@@ -280,7 +272,7 @@ absl::Status VerifyManifest(const ArtifactManifest& manifest) {
     total += file.size_bytes;
     if (!IsSha256Hex(file.sha256)) {
       return absl::InvalidArgumentError(
-          absl::StrCat(where, "sha256 ", Quoted(file.sha256),
+          absl::StrCat(where, "sha256 ", QuotedForMessage(file.sha256),
                        " is not 64 lowercase hex digits"));
     }
     paths.insert(file.path);
@@ -292,8 +284,9 @@ absl::Status VerifyManifest(const ArtifactManifest& manifest) {
          slash = path.find('/', slash + 1)) {
       if (paths.count(path.substr(0, slash)) > 0) {
         return absl::InvalidArgumentError(absl::StrCat(
-            "manifest file ", Quoted(path), ": its folder ",
-            Quoted(path.substr(0, slash)), " is also listed as a file"));
+            "manifest file ", QuotedForMessage(path), ": its folder ",
+            QuotedForMessage(path.substr(0, slash)),
+            " is also listed as a file"));
       }
     }
   }

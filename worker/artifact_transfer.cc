@@ -23,6 +23,7 @@
 #include "base/grpc_status.h"
 #include "base/sha256.h"
 #include "base/status_macros.h"
+#include "base/status_text.h"
 #include "lora/v1/common.pb.h"
 #include "lora/v1/worker_service.grpc.pb.h"
 #include "sweep/artifact_manifest.h"
@@ -34,30 +35,6 @@ constexpr char kStagingFolder[] = ".staging";
 constexpr char kLocksFolder[] = ".locks";
 constexpr size_t kIdPrefixSize = 7;  // "sha256:"
 constexpr int kDirFlags = O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC;
-
-// Paths and ids in messages may come from the network: escaped, so that a
-// newline cannot forge a log line, and cut short.
-std::string Quoted(absl::string_view value) {
-  constexpr size_t kMaxShown = 4096 + 64;
-  if (value.size() <= kMaxShown) {
-    return absl::StrCat("\"", absl::CEscape(value), "\"");
-  }
-  return absl::StrCat("\"", absl::CEscape(value.substr(0, kMaxShown)),
-                      "...\" (", value.size(), " bytes)");
-}
-
-absl::Status ErrnoStatus(int error, absl::string_view what,
-                         absl::string_view path) {
-  std::string message =
-      absl::StrCat("cannot ", what, " ", path, ": ", std::strerror(error));
-  if (error == ENOENT) return absl::NotFoundError(message);
-  return absl::InternalError(message);
-}
-
-absl::Status Prefixed(absl::string_view prefix, const absl::Status& status) {
-  if (status.ok()) return status;
-  return absl::Status(status.code(), absl::StrCat(prefix, status.message()));
-}
 
 // Owns a file descriptor in a scope that may return early.
 class ScopedFd {
@@ -127,10 +104,11 @@ absl::StatusOr<int> OpenBeneath(int root_fd, absl::string_view relative,
     absl::StrAppend(&shown, "/", part);
     if (create_folders && ::mkdirat(at, part.c_str(), 0755) != 0 &&
         errno != EEXIST) {
-      return ErrnoStatus(errno, "create folder", Quoted(shown));
+      return ErrnoStatus(errno, "create folder", QuotedForMessage(shown));
     }
     const int next = ::openat(at, part.c_str(), kDirFlags);
-    if (next < 0) return ErrnoStatus(errno, "open folder", Quoted(shown));
+    if (next < 0)
+      return ErrnoStatus(errno, "open folder", QuotedForMessage(shown));
     folder.reset(next);
     at = next;
   }
@@ -138,7 +116,7 @@ absl::StatusOr<int> OpenBeneath(int root_fd, absl::string_view relative,
   absl::StrAppend(&shown, "/", last);
   const int fd =
       ::openat(at, last.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode);
-  if (fd < 0) return ErrnoStatus(errno, "open", Quoted(shown));
+  if (fd < 0) return ErrnoStatus(errno, "open", QuotedForMessage(shown));
   return fd;
 }
 
@@ -369,7 +347,7 @@ absl::Status CopyTree(int from_fd, int to_fd, const std::string& shown,
       }
     } else {
       return absl::InvalidArgumentError(absl::StrCat(
-          Quoted(from),
+          QuotedForMessage(from),
           " is not a regular file or folder (symlinks, sockets, fifos and "
           "devices cannot be part of an artifact)"));
     }
@@ -406,9 +384,10 @@ class StagedDownload {
                        artifact_id_, ": ", valid.message()));
     }
     if (manifest_.artifact_id != artifact_id_) {
-      return absl::DataLossError(absl::StrCat(
-          "the coordinator sent the manifest of ",
-          Quoted(manifest_.artifact_id), " when asked for ", artifact_id_));
+      return absl::DataLossError(
+          absl::StrCat("the coordinator sent the manifest of ",
+                       QuotedForMessage(manifest_.artifact_id),
+                       " when asked for ", artifact_id_));
     }
     begun_ = true;
     return absl::OkStatus();
@@ -419,9 +398,9 @@ class StagedDownload {
     size_t index = cursor_;
     while (index < files.size() && files[index].path != chunk.path()) ++index;
     if (index == files.size()) {
-      return absl::DataLossError(
-          absl::StrCat("the coordinator sent a chunk of ", Quoted(chunk.path()),
-                       ", which is not the next file of ", artifact_id_));
+      return absl::DataLossError(absl::StrCat(
+          "the coordinator sent a chunk of ", QuotedForMessage(chunk.path()),
+          ", which is not the next file of ", artifact_id_));
     }
     // Files skipped over must be complete (empty ones need no chunk).
     while (cursor_ < index) LORA_RETURN_IF_ERROR(CompleteFile());
@@ -429,13 +408,13 @@ class StagedDownload {
     const sweep::ArtifactFileEntry& file = files[cursor_];
     const std::string& data = chunk.data();
     if (chunk.offset() != written_) {
-      return absl::DataLossError(absl::StrCat("chunk of ", Quoted(file.path),
-                                              " at offset ", chunk.offset(),
-                                              ", expected offset ", written_));
+      return absl::DataLossError(
+          absl::StrCat("chunk of ", QuotedForMessage(file.path), " at offset ",
+                       chunk.offset(), ", expected offset ", written_));
     }
     if (static_cast<int64_t>(data.size()) > file.size_bytes - written_) {
       return absl::DataLossError(
-          absl::StrCat("chunk of ", Quoted(file.path), " at offset ",
+          absl::StrCat("chunk of ", QuotedForMessage(file.path), " at offset ",
                        chunk.offset(), " with ", data.size(),
                        " bytes goes past its size ", file.size_bytes));
     }
@@ -467,7 +446,7 @@ class StagedDownload {
 
  private:
   std::string Shown(absl::string_view path) const {
-    return Quoted(absl::StrCat(shown_root_, "/", path));
+    return QuotedForMessage(absl::StrCat(shown_root_, "/", path));
   }
 
   absl::Status StartFile() {
@@ -488,15 +467,15 @@ class StagedDownload {
     if (!started_) LORA_RETURN_IF_ERROR(StartFile());
     const sweep::ArtifactFileEntry& file = manifest_.files[cursor_];
     if (written_ != file.size_bytes) {
-      return absl::DataLossError(absl::StrCat("the coordinator sent ", written_,
-                                              " of the ", file.size_bytes,
-                                              " bytes of ", Quoted(file.path)));
+      return absl::DataLossError(absl::StrCat(
+          "the coordinator sent ", written_, " of the ", file.size_bytes,
+          " bytes of ", QuotedForMessage(file.path)));
     }
     const std::string sha256 = hash_->FinishHex();
     if (sha256 != file.sha256) {
       return absl::DataLossError(absl::StrCat(
-          "the bytes received for ", Quoted(file.path), " have sha256 ", sha256,
-          ", the manifest says ", file.sha256));
+          "the bytes received for ", QuotedForMessage(file.path),
+          " have sha256 ", sha256, ", the manifest says ", file.sha256));
     }
     LORA_RETURN_IF_ERROR(SyncFd(file_.get(), Shown(file.path)));
     file_.reset(-1);
@@ -584,7 +563,7 @@ absl::StatusOr<UploadedArtifact> UploadFolder(CoordinatorChannel* channel,
     if (status.ok()) {
       status = absl::InternalError("the coordinator ended the stream early");
     }
-    return Prefixed(what, status);
+    return WithPrefix(what, status);
   };
 
   UploadedArtifact result;
@@ -604,7 +583,7 @@ absl::StatusOr<UploadedArtifact> UploadFolder(CoordinatorChannel* channel,
     if (stream_broken) return coordinator_error();
   }
   if (!writer->WritesDone()) return coordinator_error();
-  LORA_RETURN_IF_ERROR(Prefixed(what, FromGrpcStatus(writer->Finish())));
+  LORA_RETURN_IF_ERROR(WithPrefix(what, FromGrpcStatus(writer->Finish())));
   result.already_existed = response.already_existed();
   return result;
 }
@@ -804,8 +783,9 @@ absl::Status ArtifactCache::Download(CoordinatorChannel* channel,
     (void)reader->Finish();
     return local;
   }
-  LORA_RETURN_IF_ERROR(Prefixed(absl::StrCat("download of ", artifact_id, ": "),
-                                FromGrpcStatus(reader->Finish())));
+  LORA_RETURN_IF_ERROR(
+      WithPrefix(absl::StrCat("download of ", artifact_id, ": "),
+                 FromGrpcStatus(reader->Finish())));
   return download.Finish();
 }
 
