@@ -115,6 +115,10 @@ std::vector<Command> QueryCommands();  // sweeps, runs, show, workers
 Command CancelCommand();
 std::vector<Command> ArtifactCommands();  // artifacts get, artifacts list
 
+// `demo`: lorad, a worker and the rank-ablation sweep on this machine
+// (loractl/demo_command.cc). Not in BuiltinCommands(): main() appends it.
+Command DemoCommand();
+
 }  // namespace lora::loractl
 
 #endif  // LORA_SWEEP_LORACTL_COMMANDS_H_

@@ -23,8 +23,10 @@ int main(int argc, char** argv) {
     }
   }
   const std::vector<std::string> args(argv + 1, argv + argc);
-  const int code =
-      lora::loractl::RunLoractl(args, lora::loractl::BuiltinCommands(), io);
+  std::vector<lora::loractl::Command> commands =
+      lora::loractl::BuiltinCommands();
+  commands.push_back(lora::loractl::DemoCommand());
+  const int code = lora::loractl::RunLoractl(args, commands, io);
   std::cout.flush();
   std::cerr.flush();
   return code;
