@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/grpc_status.h"
+#include "base/status_macros.h"
 
 namespace lora::loractl {
 namespace {
@@ -122,23 +123,29 @@ absl::Status LoradClient::Explain(const std::string& method,
   return absl::Status(FromGrpcStatus(status).code(), message);
 }
 
-absl::StatusOr<v1::SubmitSweepResponse> LoradClient::SubmitSweep(
-    const v1::SubmitSweepRequest& request) {
+template <typename Request, typename Response>
+absl::StatusOr<Response> LoradClient::Unary(
+    const char* name,
+    grpc::Status (v1::SweepService::Stub::*method)(grpc::ClientContext*,
+                                                   const Request&, Response*),
+    const Request& request) {
   auto context = NewContext(options_.call_timeout);
-  v1::SubmitSweepResponse response;
-  grpc::Status status = stub_->SubmitSweep(context.get(), request, &response);
-  if (!status.ok()) return Explain("SubmitSweep", status);
+  Response response;
+  grpc::Status status =
+      (stub_.get()->*method)(context.get(), request, &response);
+  if (!status.ok()) return Explain(name, status);
   return response;
 }
 
+absl::StatusOr<v1::SubmitSweepResponse> LoradClient::SubmitSweep(
+    const v1::SubmitSweepRequest& request) {
+  return Unary("SubmitSweep", &v1::SweepService::Stub::SubmitSweep, request);
+}
+
 absl::StatusOr<v1::Sweep> LoradClient::GetSweep(const std::string& sweep_id) {
-  auto context = NewContext(options_.call_timeout);
   v1::GetSweepRequest request;
   request.set_sweep_id(sweep_id);
-  v1::Sweep response;
-  grpc::Status status = stub_->GetSweep(context.get(), request, &response);
-  if (!status.ok()) return Explain("GetSweep", status);
-  return response;
+  return Unary("GetSweep", &v1::SweepService::Stub::GetSweep, request);
 }
 
 absl::StatusOr<std::vector<v1::Sweep>> LoradClient::ListSweeps() {
@@ -146,10 +153,9 @@ absl::StatusOr<std::vector<v1::Sweep>> LoradClient::ListSweeps() {
   v1::ListSweepsRequest request;
   request.set_page_size(kPageSize);
   while (true) {
-    auto context = NewContext(options_.call_timeout);
-    v1::ListSweepsResponse response;
-    grpc::Status status = stub_->ListSweeps(context.get(), request, &response);
-    if (!status.ok()) return Explain("ListSweeps", status);
+    LORA_ASSIGN_OR_RETURN(
+        v1::ListSweepsResponse response,
+        Unary("ListSweeps", &v1::SweepService::Stub::ListSweeps, request));
     for (v1::Sweep& sweep : *response.mutable_sweeps()) {
       sweeps.push_back(std::move(sweep));
     }
@@ -166,10 +172,9 @@ absl::StatusOr<std::vector<v1::Run>> LoradClient::ListRuns(
   for (v1::RunState state : states) request.add_states(state);
   request.set_page_size(kPageSize);
   while (true) {
-    auto context = NewContext(options_.call_timeout);
-    v1::ListRunsResponse response;
-    grpc::Status status = stub_->ListRuns(context.get(), request, &response);
-    if (!status.ok()) return Explain("ListRuns", status);
+    LORA_ASSIGN_OR_RETURN(
+        v1::ListRunsResponse response,
+        Unary("ListRuns", &v1::SweepService::Stub::ListRuns, request));
     for (v1::Run& run : *response.mutable_runs())
       runs.push_back(std::move(run));
     if (response.next_page_token().empty()) return runs;
@@ -178,46 +183,30 @@ absl::StatusOr<std::vector<v1::Run>> LoradClient::ListRuns(
 }
 
 absl::StatusOr<v1::Run> LoradClient::GetRun(const std::string& run_id) {
-  auto context = NewContext(options_.call_timeout);
   v1::GetRunRequest request;
   request.set_run_id(run_id);
-  v1::Run response;
-  grpc::Status status = stub_->GetRun(context.get(), request, &response);
-  if (!status.ok()) return Explain("GetRun", status);
-  return response;
+  return Unary("GetRun", &v1::SweepService::Stub::GetRun, request);
 }
 
 absl::StatusOr<v1::Sweep> LoradClient::CancelSweep(
     const std::string& sweep_id) {
-  auto context = NewContext(options_.call_timeout);
   v1::CancelSweepRequest request;
   request.set_sweep_id(sweep_id);
-  v1::Sweep response;
-  grpc::Status status = stub_->CancelSweep(context.get(), request, &response);
-  if (!status.ok()) return Explain("CancelSweep", status);
-  return response;
+  return Unary("CancelSweep", &v1::SweepService::Stub::CancelSweep, request);
 }
 
 absl::StatusOr<v1::Run> LoradClient::CancelRun(const std::string& run_id) {
-  auto context = NewContext(options_.call_timeout);
   v1::CancelRunRequest request;
   request.set_run_id(run_id);
-  v1::Run response;
-  grpc::Status status = stub_->CancelRun(context.get(), request, &response);
-  if (!status.ok()) return Explain("CancelRun", status);
-  return response;
+  return Unary("CancelRun", &v1::SweepService::Stub::CancelRun, request);
 }
 
 absl::StatusOr<v1::GetResultsResponse> LoradClient::GetResults(
     const std::string& sweep_id, const std::string& group_by) {
-  auto context = NewContext(options_.call_timeout);
   v1::GetResultsRequest request;
   request.set_sweep_id(sweep_id);
   request.set_group_by(group_by);
-  v1::GetResultsResponse response;
-  grpc::Status status = stub_->GetResults(context.get(), request, &response);
-  if (!status.ok()) return Explain("GetResults", status);
-  return response;
+  return Unary("GetResults", &v1::SweepService::Stub::GetResults, request);
 }
 
 absl::StatusOr<std::vector<v1::Worker>> LoradClient::ListWorkers(
@@ -234,13 +223,9 @@ absl::StatusOr<std::vector<v1::Worker>> LoradClient::ListWorkers(
 
 absl::StatusOr<v1::Artifact> LoradClient::GetArtifact(
     const std::string& artifact_id) {
-  auto context = NewContext(options_.call_timeout);
   v1::GetArtifactRequest request;
   request.set_artifact_id(artifact_id);
-  v1::Artifact response;
-  grpc::Status status = stub_->GetArtifact(context.get(), request, &response);
-  if (!status.ok()) return Explain("GetArtifact", status);
-  return response;
+  return Unary("GetArtifact", &v1::SweepService::Stub::GetArtifact, request);
 }
 
 absl::StatusOr<std::vector<v1::Artifact>> LoradClient::ListArtifacts(

@@ -73,6 +73,15 @@ class LoradClient {
   LoradClient(const ClientOptions& options,
               std::shared_ptr<grpc::Channel> channel);
 
+  // One unary SweepService call with the token and the call timeout; a
+  // failure is explained with `name` (see Explain in client.cc).
+  template <typename Request, typename Response>
+  absl::StatusOr<Response> Unary(
+      const char* name,
+      grpc::Status (v1::SweepService::Stub::*method)(grpc::ClientContext*,
+                                                     const Request&, Response*),
+      const Request& request);
+
   const ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<v1::SweepService::Stub> stub_;
