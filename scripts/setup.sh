@@ -9,6 +9,10 @@
 # missing.
 #
 # Asset cache: $LORA_SWEEP_ASSETS, default ~/.cache/lora-sweep/assets.
+#
+# Usage: scripts/setup.sh [--packages-only]
+#   --packages-only: the Debian packages (and npm) only, no assets (the
+#   coordinator's Docker image, which trains nothing).
 set -euo pipefail
 # Bash 5.2 treats '&' in ${var//pattern/replacement} as the match; we need it
 # literal (see deb_asset).
@@ -161,5 +165,13 @@ fetch_assets() {
   log "assets verified in $assets_dir"
 }
 
+packages_only=0
+for arg in "$@"; do
+  case "$arg" in
+    --packages-only) packages_only=1 ;;
+    *) die "unknown argument '$arg' (usage: scripts/setup.sh [--packages-only])" ;;
+  esac
+done
+
 install_packages
-fetch_assets
+[ "$packages_only" -eq 1 ] || fetch_assets

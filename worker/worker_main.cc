@@ -21,6 +21,8 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -199,6 +201,38 @@ int Serve(const char* argv0) {
     (*caps.mutable_labels())[kv.first] = kv.second;
   }
 
+  // /healthz and /metrics from the start; /readyz once registered and while
+  // heartbeats reach the coordinator (what a Kubernetes readiness probe
+  // and a load balancer want to know).
+  std::atomic<bool> registered_ok{false};
+  std::atomic<bool> heartbeat_ok{false};
+  metrics::MetricsHttpServer http(&registry, [&]() -> absl::Status {
+    if (!registered_ok.load()) {
+      return absl::UnavailableError("not registered with the coordinator yet");
+    }
+    if (!heartbeat_ok.load()) {
+      return absl::UnavailableError(
+          "the last heartbeat did not reach the "
+          "coordinator");
+    }
+    return absl::OkStatus();
+  });
+  if (!absl::GetFlag(FLAGS_http).empty()) {
+    const std::string address = absl::GetFlag(FLAGS_http);
+    int port = 0;
+    const size_t colon = address.rfind(':');
+    if (colon == std::string::npos ||
+        !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
+      spdlog::critical("--http: expected host:port, got \"{}\"", address);
+      return 2;
+    }
+    if (absl::Status started = http.Start(address.substr(0, colon), port);
+        !started.ok()) {
+      spdlog::critical("--http: {}", started.ToString());
+      return 1;
+    }
+  }
+
   std::signal(SIGTERM, OnTerm);
   std::signal(SIGINT, OnTerm);
   // Register, retrying while the coordinator is unreachable.
@@ -228,23 +262,8 @@ int Serve(const char* argv0) {
       absl::Nanoseconds(registered.heartbeat_interval().nanos());
   spdlog::info("worker {} registered as {} with {}", name, worker_id,
                channel_options.address);
-
-  metrics::MetricsHttpServer http(&registry);
-  if (!absl::GetFlag(FLAGS_http).empty()) {
-    const std::string address = absl::GetFlag(FLAGS_http);
-    int port = 0;
-    const size_t colon = address.rfind(':');
-    if (colon == std::string::npos ||
-        !absl::SimpleAtoi(address.substr(colon + 1), &port)) {
-      spdlog::critical("--http: expected host:port, got \"{}\"", address);
-      return 2;
-    }
-    if (absl::Status started = http.Start(address.substr(0, colon), port);
-        !started.ok()) {
-      spdlog::critical("--http: {}", started.ToString());
-      return 1;
-    }
-  }
+  registered_ok.store(true);
+  heartbeat_ok.store(true);
 
   JobRunnerOptions job_options;
   job_options.lora_train = absl::GetFlag(FLAGS_lora_train).empty()
@@ -306,8 +325,10 @@ int Serve(const char* argv0) {
       grpc::Status status =
           (*channel)->stub()->Heartbeat(context.get(), request, &response);
       if (status.error_code() == grpc::StatusCode::NOT_FOUND) {
-        do_register();  // the coordinator forgot us: same name, same id
+        // The coordinator forgot us: same name, same id.
+        status = do_register();
       }
+      heartbeat_ok.store(status.ok());
       {
         absl::MutexLock lock(&mutex);
         for (const v1::StopCommand& stop : response.stop()) {
@@ -412,6 +433,14 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "lora-sweep worker: trains leased runs in lora-train child processes.\n\n"
       "  lora-worker --coordinator=HOST:7070 --token_file=FILE --max_jobs=2");
+  // absl's --help lists the flags of files named after the program
+  // (lora-worker.cc, lora-worker_main.cc); this one is worker_main.cc.
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view file) {
+    return absl::EndsWith(file, "worker/worker_main.cc");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
   return lora::worker::Serve(argv[0]);
 }
