@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Prints the lora-tokens Secret (fresh random tokens) for the Kubernetes
-# manifests, once per cluster:
+# Prints the lora-sweep Namespace and the lora-tokens Secret (fresh random
+# tokens) for the Kubernetes manifests, once per cluster:
 #
 #   deploy/k8s/make-secret.sh | kubectl apply -f -
 #
@@ -18,6 +18,8 @@ trap 'rm -rf "$scratch"' EXIT
 "$here/../docker/make-tokens.sh" "$scratch/tokens" 2>/dev/null
 sed -i 's/^server: .*/server: lorad.'"$namespace"'.svc:7070/' \
   "$scratch/tokens/loractl.yaml"
+# The namespace first, so that the Secret can be applied before the overlay.
+printf 'apiVersion: v1\nkind: Namespace\nmetadata:\n  name: %s\n---\n' "$namespace"
 kubectl create secret generic lora-tokens --namespace "$namespace" \
   --dry-run=client -o yaml \
   --from-file=tokens="$scratch/tokens/tokens" \

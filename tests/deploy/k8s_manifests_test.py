@@ -68,6 +68,10 @@ def deploy_copy():
 
 
 def render(overlay):
+    if shutil.which("kubectl") is None:
+        raise AssertionError("kubectl is not on PATH: this test renders the "
+                             "overlays with `kubectl kustomize` (kubectl >= "
+                             "1.27, kustomize v5)")
     result = subprocess.run(
         ["kubectl", "kustomize", f"{deploy_copy()}/deploy/k8s/overlays/{overlay}"],
         capture_output=True, text=True, timeout=120)
@@ -78,10 +82,14 @@ def render(overlay):
 
 
 def tokens_secret():
+    """The Secret deploy/k8s/make-secret.sh prints (after its Namespace)."""
     result = subprocess.run([f"{deploy_copy()}/deploy/k8s/make-secret.sh"],
                             capture_output=True,
                             text=True, timeout=60, check=True)
-    (secret,) = lib.load_yaml_documents(result.stdout)
+    namespace, secret = lib.load_yaml_documents(result.stdout)
+    assert namespace["kind"] == "Namespace", namespace
+    assert secret["kind"] == "Secret", secret
+    assert secret["metadata"]["namespace"] == namespace["metadata"]["name"]
     return secret
 
 
@@ -298,6 +306,8 @@ class ManifestChecks:
             self.assertIsNotNone(mount_for(container, "/tmp"))
 
     def test_database_and_artifacts_are_on_the_persistent_volume(self):
+        self.assertNotIn("replicas", self.worker["spec"],
+                         "the autoscaler owns the worker count")
         self.assertEqual(self.lorad["spec"]["replicas"], 1,
                          "SQLite is the source of truth: exactly one lorad")
         claims = {c["metadata"]["name"] for c in self.lorad["spec"]["volumeClaimTemplates"]}
