@@ -10,8 +10,10 @@
 #      BLEU by rank;
 # then writes report.md with the tables (bench/study_report.py).
 #
-# Usage: bench/lora_study.sh [--quick] [--skip-gpt2] [OUT_DIR]
+# Usage: bench/lora_study.sh [--quick] [--skip-gpt2] [--long-pretrain] [OUT_DIR]
 #   --quick: tiny models and a few steps, one seed (the test suite runs it).
+#   --long-pretrain: pretrain RoBERTa with study/pretrain_roberta_long.yaml
+#     (6,000 steps, about an hour) instead of the 15-minute budget.
 # Default OUT_DIR: runs/study. Runs resume where they stopped when re-run.
 set -euo pipefail
 
@@ -19,12 +21,14 @@ repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 study="$repo_root/bench/study"
 quick=0
 skip_gpt2=0
+long_pretrain=0
 out="$repo_root/runs/study"
 for arg in "$@"; do
   case "$arg" in
     --quick) quick=1 ;;
     --skip-gpt2) skip_gpt2=1 ;;
-    -*) echo "usage: $0 [--quick] [--skip-gpt2] [OUT_DIR]" >&2; exit 2 ;;
+    --long-pretrain) long_pretrain=1 ;;
+    -*) echo "usage: $0 [--quick] [--skip-gpt2] [--long-pretrain] [OUT_DIR]" >&2; exit 2 ;;
     *) out="$arg" ;;
   esac
 done
@@ -77,7 +81,11 @@ if [ "$quick" -eq 1 ]; then
 fi
 
 # 1. Pretrain RoBERTa.
-job "$study/pretrain_roberta.yaml" "$out/pretrain_roberta.yaml" \
+pretrain_config="$study/pretrain_roberta.yaml"
+if [ "$long_pretrain" -eq 1 ]; then
+  pretrain_config="$study/pretrain_roberta_long.yaml"
+fi
+job "$pretrain_config" "$out/pretrain_roberta.yaml" \
   "model=$roberta_model" "${pretrain_overrides[@]}"
 "$bin" pretrain "$out/pretrain_roberta.yaml" --output-dir "$out/roberta_pretrain" > /dev/null
 base="$out/roberta_pretrain/model"

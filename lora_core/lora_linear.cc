@@ -1,6 +1,7 @@
 #include "lora_core/lora_linear.h"
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <c10/util/Exception.h>
 #include <torch/nn/init.h>
 
@@ -101,20 +102,54 @@ double LoraLinearImpl::scaling() const {
                               : options.alpha() / rank;
 }
 
+const at::Tensor& LoraLinearImpl::Bf16Weight() {
+  const int64_t version = static_cast<int64_t>(
+      weight.unsafeGetTensorImpl()->version_counter().current_version());
+  if (!weight_bf16_.defined() || version != weight_bf16_version_ ||
+      weight.data_ptr() != weight_bf16_source_) {
+    torch::NoGradGuard no_grad;
+    weight_bf16_ = weight.to(at::kBFloat16);
+    bias_bf16_ = bias.defined() ? bias.to(at::kBFloat16) : at::Tensor();
+    weight_bf16_version_ = version;
+    weight_bf16_source_ = weight.data_ptr();
+  }
+  return weight_bf16_;
+}
+
+const at::Tensor& LoraLinearImpl::Bf16Bias() {
+  Bf16Weight();  // refreshes both
+  return bias_bf16_;
+}
+
 at::Tensor LoraLinearImpl::forward(const at::Tensor& input) {
+  // A frozen layer under bf16 autocast: the cached bf16 copies (autocast
+  // leaves bf16 operands alone). A trainable weight goes through autocast,
+  // whose cache keeps its cast for the whole forward pass.
+  const bool frozen_bf16 =
+      at::autocast::is_cpu_enabled() &&
+      at::autocast::get_autocast_cpu_dtype() == at::kBFloat16 &&
+      !weight.requires_grad() && (!bias.defined() || !bias.requires_grad()) &&
+      weight.device().is_cpu();
+  const at::Tensor& w = frozen_bf16 ? Bf16Weight() : weight;
+  const at::Tensor& b = frozen_bf16 ? Bf16Bias() : bias;
   at::Tensor output;
   if (options.fan_in_fan_out()) {
-    output = at::matmul(input, weight);
-    if (bias.defined()) output = output + bias;
+    output = at::matmul(input, w);
+    if (b.defined()) output = output + b;
   } else {
-    output = at::linear(input, weight, bias);
+    output = at::linear(input, w, b);
   }
   if (!has_lora() || merged_) return output;
   const at::Tensor hidden =
       at::linear(lora_dropout_->forward(input), lora_A);  // [..., blocks*r]
   const std::vector<bool>& enabled = options.enabled_segments();
   if (enabled.empty()) {
-    return output + at::linear(hidden, lora_B) * scaling();
+    // In place: the base product's backward does not need its output.
+    at::Tensor update = at::linear(hidden, lora_B);
+    if (update.scalar_type() == output.scalar_type()) {
+      return output.add_(update, scaling());
+    }
+    return output + update * scaling();
   }
   const int64_t rank = options.rank();
   const int64_t block_out = options.out_features() / options.segments();

@@ -1,6 +1,7 @@
 #include "lora_core/lora_linear.h"
 
 #include <ATen/ATen.h>
+#include <ATen/autocast_mode.h>
 #include <torch/nn/modules/linear.h>
 
 #include <cmath>
@@ -181,6 +182,103 @@ TEST(LoraLinearTest, CloneKeepsLoraParameters) {
   layer->eval();
   copy->eval();
   EXPECT_TRUE(at::equal(copy->forward(x), layer->forward(x)));
+}
+
+// CPU bf16 autocast for a scope, as the trainer runs the forward pass.
+class ScopedBf16Autocast {
+ public:
+  ScopedBf16Autocast() {
+    at::autocast::set_cpu_enabled(true);
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::increment_nesting();
+  }
+  ~ScopedBf16Autocast() {
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    at::autocast::set_cpu_enabled(false);
+  }
+};
+
+// What autocast computes without the layer's bf16 weight cache.
+at::Tensor AutocastReference(const LoraLinear& layer, const at::Tensor& x) {
+  const auto bf = [](const at::Tensor& t) { return t.to(at::kBFloat16); };
+  at::Tensor base = at::linear(bf(x), bf(layer->weight), bf(layer->bias));
+  at::Tensor update =
+      at::linear(at::linear(bf(x), bf(layer->lora_A)), bf(layer->lora_B));
+  return base + update * layer->scaling();
+}
+
+TEST(LoraLinearTest, FrozenBf16WeightCacheMatchesAutocastAndFollowsWrites) {
+  at::manual_seed(0);
+  LoraLinear layer = MakeLora(64, 48, 4, 16);
+  RandomizeB(layer);
+  at::Tensor x = at::randn({3, 5, 64});
+  {
+    ScopedBf16Autocast autocast;
+    at::Tensor y = layer->forward(x);
+    EXPECT_EQ(y.scalar_type(), at::kBFloat16);
+    EXPECT_TRUE(at::equal(y, AutocastReference(layer, x)));
+  }
+  // Writes to the frozen weight (loading, merging) reach the next forward.
+  {
+    torch::NoGradGuard no_grad;
+    layer->weight.mul_(-2.0);
+    layer->bias.add_(1.0);
+  }
+  {
+    ScopedBf16Autocast autocast;
+    EXPECT_TRUE(at::equal(layer->forward(x), AutocastReference(layer, x)));
+  }
+  {
+    torch::NoGradGuard no_grad;
+    layer->weight.copy_(at::randn_like(layer->weight));
+  }
+  layer->merge();
+  {
+    ScopedBf16Autocast autocast;
+    at::Tensor merged = layer->forward(x);
+    const auto bf = [](const at::Tensor& t) { return t.to(at::kBFloat16); };
+    EXPECT_TRUE(at::equal(
+        merged, at::linear(bf(x), bf(layer->weight), bf(layer->bias))));
+  }
+  layer->unmerge();
+  // A new weight tensor (not an in-place write) is picked up too.
+  layer->weight.set_data(at::randn_like(layer->weight));
+  {
+    ScopedBf16Autocast autocast;
+    EXPECT_TRUE(at::equal(layer->forward(x), AutocastReference(layer, x)));
+  }
+  // Without autocast the float32 weight is used, untouched.
+  EXPECT_EQ(layer->forward(x).scalar_type(), at::kFloat);
+}
+
+TEST(LoraLinearTest, Bf16GradientsEqualAutocastWithoutTheCache) {
+  at::manual_seed(1);
+  LoraLinear frozen = MakeLora(32, 32, 2, 8);
+  RandomizeB(frozen);
+  // The same layer with a trainable base: autocast casts its weight itself.
+  LoraLinear plain = std::dynamic_pointer_cast<LoraLinearImpl>(frozen->clone());
+  plain->weight.set_requires_grad(true);
+  plain->bias.set_requires_grad(true);
+  at::Tensor x = at::randn({4, 32});
+  std::vector<at::Tensor> grads;
+  for (LoraLinear& layer : {std::ref(frozen), std::ref(plain)}) {
+    at::Tensor input = x.clone().set_requires_grad(true);
+    {
+      ScopedBf16Autocast autocast;
+      at::Tensor y = layer->forward(input);
+      EXPECT_EQ(y.scalar_type(), at::kBFloat16);
+      y.to(at::kFloat).square().sum().backward();
+    }
+    ASSERT_TRUE(layer->lora_A.grad().defined());
+    ASSERT_TRUE(input.grad().defined());
+    grads.push_back(layer->lora_A.grad());
+    grads.push_back(layer->lora_B.grad());
+    grads.push_back(input.grad());
+  }
+  EXPECT_TRUE(at::equal(grads[0], grads[3]));
+  EXPECT_TRUE(at::equal(grads[1], grads[4]));
+  EXPECT_TRUE(at::equal(grads[2], grads[5]));
+  EXPECT_FALSE(frozen->weight.grad().defined());
 }
 
 TEST(LoraLinearTest, RejectsBadSegmentConfigurations) {
