@@ -14,11 +14,12 @@
 //   train_step_bench gemm --dtype=bf16 --m=1024 --k=768 --n=3072 --reps=10
 //
 // Prints one JSON object per run on stdout.
+// First: torch/nn/utils/clip_grad.h uses at::Tensor without declaring it.
+#include <torch/types.h>
+
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
-#include <torch/types.h>  // before clip_grad.h, which needs at::Tensor
 
 #include <chrono>
 #include <cstdio>
@@ -28,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "lora_core/cpu_autocast.h"
 #include "lora_core/model_config.h"
 #include "lora_core/model_layout.h"
 #include "lora_core/task_model.h"
@@ -63,25 +65,6 @@ int64_t GetInt(const std::map<std::string, std::string>& args,
                const std::string& key, int64_t fallback) {
   return std::stoll(Get(args, key, std::to_string(fallback)));
 }
-
-// bf16 autocast on CPU for the forward pass, as the trainer does.
-class CpuAutocast {
- public:
-  explicit CpuAutocast(bool enabled) : enabled_(enabled) {
-    if (!enabled_) return;
-    at::autocast::set_cpu_enabled(true);
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    at::autocast::increment_nesting();
-  }
-  ~CpuAutocast() {
-    if (!enabled_) return;
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_cpu_enabled(false);
-  }
-
- private:
-  bool enabled_;
-};
 
 int RunStep(const std::map<std::string, std::string>& args) {
   const std::string model_name = Get(args, "model", "roberta-base");
@@ -132,7 +115,7 @@ int RunStep(const std::map<std::string, std::string>& args) {
     const auto start = Clock::now();
     TaskModelOutput output;
     {
-      CpuAutocast autocast(bf16);
+      ScopedCpuAutocast autocast(bf16);
       output = (*model)->forward(input_ids, attention_mask);
     }
     at::Tensor loss =

@@ -1,7 +1,6 @@
 #include "lora_core/trainer.h"
 
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <torch/nn/utils/clip_grad.h>
 
 #include <atomic>
@@ -18,6 +17,7 @@
 #include "base/status_macros.h"
 #include "lora_core/batching.h"
 #include "lora_core/bleu.h"
+#include "lora_core/cpu_autocast.h"
 #include "lora_core/distributed_env.h"
 #include "lora_core/generation.h"
 #include "lora_core/hf_checkpoint.h"
@@ -32,28 +32,6 @@ namespace {
 
 using Json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
-
-// bf16 autocast on CPU for the forward pass (LibTorch's C++ API has no RAII
-// guard for it in 1.13).
-class CpuAutocast {
- public:
-  explicit CpuAutocast(bool enabled) : enabled_(enabled) {
-    if (!enabled_) return;
-    previous_ = at::autocast::is_cpu_enabled();
-    at::autocast::set_cpu_enabled(true);
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    at::autocast::increment_nesting();
-  }
-  ~CpuAutocast() {
-    if (!enabled_) return;
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_cpu_enabled(previous_);
-  }
-
- private:
-  bool enabled_;
-  bool previous_ = false;
-};
 
 bool ExcludedFromWeightDecay(const std::string& name) {
   return absl::EndsWith(name, "bias") || absl::StrContains(name, "LayerNorm") ||
@@ -324,7 +302,7 @@ absl::StatusOr<std::map<std::string, double>> Trainer::Evaluate() {
     }
     TaskModelOutput output;
     {
-      CpuAutocast autocast(config_.amp == AmpMode::kBf16);
+      ScopedCpuAutocast autocast(config_.amp == AmpMode::kBf16);
       output = model_->forward(batch.input_ids, batch.attention_mask,
                                MaskedPositions(batch));
     }
@@ -384,7 +362,7 @@ double Trainer::EvaluateBleu() {
     if (limit > 0 && static_cast<int64_t>(hypotheses.size()) >= limit) break;
     const std::vector<int64_t> prompt =
         tokenizer_->Encode(E2ePrompt(example.meaning_representation));
-    CpuAutocast autocast(config_.amp == AmpMode::kBf16);
+    ScopedCpuAutocast autocast(config_.amp == AmpMode::kBf16);
     const std::vector<int64_t> generated = Generate(*model_, prompt, options);
     hypotheses.push_back(BleuTokenize(tokenizer_->Decode(generated)));
     references.emplace_back();
@@ -521,7 +499,7 @@ absl::StatusOr<Json> Trainer::Run() {
         }
         TaskModelOutput output;
         {
-          CpuAutocast autocast(bf16);
+          ScopedCpuAutocast autocast(bf16);
           output = model_->forward(batch.input_ids, batch.attention_mask,
                                    MaskedPositions(batch));
         }

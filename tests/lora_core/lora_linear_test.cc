@@ -1,12 +1,12 @@
 #include "lora_core/lora_linear.h"
 
 #include <ATen/ATen.h>
-#include <ATen/autocast_mode.h>
 #include <torch/nn/modules/linear.h>
 
 #include <cmath>
 
 #include "gtest/gtest.h"
+#include "lora_core/cpu_autocast.h"
 
 namespace lora::core {
 namespace {
@@ -184,20 +184,6 @@ TEST(LoraLinearTest, CloneKeepsLoraParameters) {
   EXPECT_TRUE(at::equal(copy->forward(x), layer->forward(x)));
 }
 
-// CPU bf16 autocast for a scope, as the trainer runs the forward pass.
-class ScopedBf16Autocast {
- public:
-  ScopedBf16Autocast() {
-    at::autocast::set_cpu_enabled(true);
-    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
-    at::autocast::increment_nesting();
-  }
-  ~ScopedBf16Autocast() {
-    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
-    at::autocast::set_cpu_enabled(false);
-  }
-};
-
 // What autocast computes without the layer's bf16 weight cache.
 at::Tensor AutocastReference(const LoraLinear& layer, const at::Tensor& x) {
   const auto bf = [](const at::Tensor& t) { return t.to(at::kBFloat16); };
@@ -213,7 +199,7 @@ TEST(LoraLinearTest, FrozenBf16WeightCacheMatchesAutocastAndFollowsWrites) {
   RandomizeB(layer);
   at::Tensor x = at::randn({3, 5, 64});
   {
-    ScopedBf16Autocast autocast;
+    ScopedCpuAutocast autocast;
     at::Tensor y = layer->forward(x);
     EXPECT_EQ(y.scalar_type(), at::kBFloat16);
     EXPECT_TRUE(at::equal(y, AutocastReference(layer, x)));
@@ -225,7 +211,7 @@ TEST(LoraLinearTest, FrozenBf16WeightCacheMatchesAutocastAndFollowsWrites) {
     layer->bias.add_(1.0);
   }
   {
-    ScopedBf16Autocast autocast;
+    ScopedCpuAutocast autocast;
     EXPECT_TRUE(at::equal(layer->forward(x), AutocastReference(layer, x)));
   }
   {
@@ -234,7 +220,7 @@ TEST(LoraLinearTest, FrozenBf16WeightCacheMatchesAutocastAndFollowsWrites) {
   }
   layer->merge();
   {
-    ScopedBf16Autocast autocast;
+    ScopedCpuAutocast autocast;
     at::Tensor merged = layer->forward(x);
     const auto bf = [](const at::Tensor& t) { return t.to(at::kBFloat16); };
     EXPECT_TRUE(at::equal(
@@ -244,7 +230,7 @@ TEST(LoraLinearTest, FrozenBf16WeightCacheMatchesAutocastAndFollowsWrites) {
   // A new weight tensor (not an in-place write) is picked up too.
   layer->weight.set_data(at::randn_like(layer->weight));
   {
-    ScopedBf16Autocast autocast;
+    ScopedCpuAutocast autocast;
     EXPECT_TRUE(at::equal(layer->forward(x), AutocastReference(layer, x)));
   }
   // Without autocast the float32 weight is used, untouched.
@@ -264,7 +250,7 @@ TEST(LoraLinearTest, Bf16GradientsEqualAutocastWithoutTheCache) {
   for (LoraLinear& layer : {std::ref(frozen), std::ref(plain)}) {
     at::Tensor input = x.clone().set_requires_grad(true);
     {
-      ScopedBf16Autocast autocast;
+      ScopedCpuAutocast autocast;
       at::Tensor y = layer->forward(input);
       EXPECT_EQ(y.scalar_type(), at::kBFloat16);
       y.to(at::kFloat).square().sum().backward();
