@@ -45,9 +45,9 @@ at::Tensor Gpt2BlockImpl::forward(const at::Tensor& hidden,
   at::Tensor attended = MultiHeadAttention(qkv[0], qkv[1], qkv[2], heads_, mask,
                                            attention_dropout_);
   at::Tensor x =
-      hidden + residual_dropout_->forward(attn_c_proj->forward(attended));
+      hidden + ApplyDropout(residual_dropout_, attn_c_proj->forward(attended));
   at::Tensor inner = Activation(c_fc->forward(ln_2->forward(x)), activation_);
-  return x + residual_dropout_->forward(mlp_c_proj->forward(inner));
+  return x + ApplyDropout(residual_dropout_, mlp_c_proj->forward(inner));
 }
 
 Gpt2ModelImpl::Gpt2ModelImpl(const ModelConfig& config) : config_(config) {
@@ -89,8 +89,8 @@ at::Tensor Gpt2ModelImpl::forward(const at::Tensor& input_ids,
   TORCH_CHECK(seq <= config_.max_position_embeddings, "sequence of ", seq,
               " tokens exceeds n_positions ", config_.max_position_embeddings);
   at::Tensor positions = at::arange(seq, input_ids.options()).unsqueeze(0);
-  at::Tensor hidden = embedding_dropout_->forward(wte->forward(input_ids) +
-                                                  wpe->forward(positions));
+  at::Tensor hidden = ApplyDropout(
+      embedding_dropout_, wte->forward(input_ids) + wpe->forward(positions));
   // Future and padded keys add up to -inf; clamping keeps a row whose keys
   // are all masked (a padded first position) finite instead of NaN.
   const at::Tensor mask =

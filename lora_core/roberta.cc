@@ -1,5 +1,7 @@
 #include "lora_core/roberta.h"
 
+#include <ATen/autocast_mode.h>
+
 #include "lora_core/transformer_ops.h"
 
 namespace lora::core {
@@ -47,16 +49,24 @@ RobertaLayerImpl::RobertaLayerImpl(const ModelConfig& config)
 
 at::Tensor RobertaLayerImpl::forward(const at::Tensor& hidden,
                                      const at::Tensor& mask) {
+  // Under CPU autocast the projections read one lower-precision copy of the
+  // (float32) hidden state: autocast would cast it once per matrix product
+  // (query, key, value and the LoRA paths), since it caches casts of leaf
+  // tensors only. The residual below keeps the float32 original.
+  const at::Tensor projected =
+      at::autocast::is_cpu_enabled() && hidden.scalar_type() == at::kFloat
+          ? hidden.to(at::autocast::get_autocast_cpu_dtype())
+          : hidden;
   at::Tensor context = MultiHeadAttention(
-      query->forward(hidden), key->forward(hidden), value->forward(hidden),
-      heads_, mask, attention_dropout_);
+      query->forward(projected), key->forward(projected),
+      value->forward(projected), heads_, mask, attention_dropout_);
   at::Tensor attended = attention_output_norm->forward(
-      hidden_dropout_->forward(attention_output_dense->forward(context)) +
+      ApplyDropout(hidden_dropout_, attention_output_dense->forward(context)) +
       hidden);
   at::Tensor inner =
       Activation(intermediate_dense->forward(attended), activation_);
   return output_norm->forward(
-      hidden_dropout_->forward(output_dense->forward(inner)) + attended);
+      ApplyDropout(hidden_dropout_, output_dense->forward(inner)) + attended);
 }
 
 RobertaModelImpl::RobertaModelImpl(const ModelConfig& config,
@@ -108,7 +118,7 @@ at::Tensor RobertaModelImpl::forward(const at::Tensor& input_ids,
   at::Tensor hidden = word_embeddings->forward(input_ids) +
                       position_embeddings->forward(positions) +
                       token_type_embeddings->forward(at::zeros_like(input_ids));
-  hidden = embedding_dropout_->forward(embeddings_norm->forward(hidden));
+  hidden = ApplyDropout(embedding_dropout_, embeddings_norm->forward(hidden));
   const at::Tensor mask = ExtendedAttentionMask(attention_mask);
   for (const auto& layer : *layers) {
     hidden = layer->as<RobertaLayerImpl>()->forward(hidden, mask);
@@ -134,8 +144,8 @@ RobertaClassificationHeadImpl::RobertaClassificationHeadImpl(
 
 at::Tensor RobertaClassificationHeadImpl::forward(
     const at::Tensor& last_hidden_state) {
-  at::Tensor x = dropout_->forward(last_hidden_state.select(1, 0));
-  x = dropout_->forward(at::tanh(dense->forward(x)));
+  at::Tensor x = ApplyDropout(dropout_, last_hidden_state.select(1, 0));
+  x = ApplyDropout(dropout_, at::tanh(dense->forward(x)));
   return out_proj->forward(x);
 }
 

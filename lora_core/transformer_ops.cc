@@ -27,6 +27,25 @@ at::Tensor CausalAttentionMask(int64_t seq_len, const at::TensorOptions& like) {
       .unsqueeze(0);
 }
 
+at::Tensor ApplyDropout(const torch::nn::Dropout& dropout,
+                        const at::Tensor& x) {
+  const double p = dropout->options.p();
+  if (!dropout->is_training() || p == 0.0 || x.numel() == 0) return x;
+  if (p >= 1.0) return x * 0;
+  // Keep an element when its 16-bit lane, read as a signed number, is at
+  // least `threshold`: P(drop) = dropped / 65536.
+  const int64_t dropped = static_cast<int64_t>(std::llround(p * 65536.0));
+  const double keep_probability = 1.0 - static_cast<double>(dropped) / 65536.0;
+  const int64_t n = x.numel();
+  at::Tensor bits = at::empty({(n + 3) / 4}, x.options().dtype(at::kLong));
+  // from = INT64_MIN, no upper bound: all 64 bits random.
+  bits.random_(std::numeric_limits<int64_t>::min(), c10::optional<int64_t>());
+  at::Tensor keep = bits.view(at::kShort).narrow(0, 0, n).ge(-32768 + dropped);
+  at::Tensor scaled_mask =
+      keep.view(x.sizes()).to(x.scalar_type()).mul_(1.0 / keep_probability);
+  return x * scaled_mask;
+}
+
 at::Tensor Activation(const at::Tensor& x, const std::string& name) {
   if (name == "gelu") return at::gelu(x);
   if (name == "gelu_new") return at::gelu(x, "tanh");
@@ -36,7 +55,7 @@ at::Tensor Activation(const at::Tensor& x, const std::string& name) {
 at::Tensor MultiHeadAttention(const at::Tensor& q, const at::Tensor& k,
                               const at::Tensor& v, int64_t heads,
                               const at::Tensor& mask,
-                              torch::nn::Dropout& dropout) {
+                              const torch::nn::Dropout& dropout) {
   const int64_t batch = q.size(0), seq = q.size(1), hidden = q.size(2);
   const int64_t head_dim = hidden / heads;
   auto split = [&](const at::Tensor& x) {
@@ -45,7 +64,7 @@ at::Tensor MultiHeadAttention(const at::Tensor& q, const at::Tensor& k,
   at::Tensor scores = at::matmul(split(q), split(k).transpose(-1, -2)) /
                       std::sqrt(static_cast<double>(head_dim));
   if (mask.defined()) scores = scores + mask;
-  at::Tensor probs = dropout->forward(at::softmax(scores, -1));
+  at::Tensor probs = ApplyDropout(dropout, at::softmax(scores, -1));
   at::Tensor context = at::matmul(probs.to(v.scalar_type()), split(v));
   return context.transpose(1, 2).reshape({batch, seq, hidden});
 }

@@ -22,6 +22,16 @@ at::Tensor ExtendedAttentionMask(const at::Tensor& attention_mask);
 // float32's lowest value above it.
 at::Tensor CausalAttentionMask(int64_t seq_len, const at::TensorOptions& like);
 
+// Inverted dropout with `dropout`'s probability p while it is training, the
+// identity otherwise: each element is zeroed with probability p and the rest
+// scaled by 1 / (1 - p), as torch::nn::Dropout does. The mask is drawn 16
+// bits per element from 64-bit draws of the default generator (four
+// elements per draw; at::bernoulli_ draws per element and costs about as
+// much as a matrix product of the same size on 2 cores), so p is rounded to
+// a multiple of 1/65536 (0.1 becomes 0.100006). Differentiable: the
+// gradient is the output's gradient times the same scaled mask.
+at::Tensor ApplyDropout(const torch::nn::Dropout& dropout, const at::Tensor& x);
+
 // "gelu": exact (erf); "gelu_new": the tanh approximation GPT-2 uses.
 at::Tensor Activation(const at::Tensor& x, const std::string& name);
 
@@ -32,7 +42,7 @@ at::Tensor Activation(const at::Tensor& x, const std::string& name);
 at::Tensor MultiHeadAttention(const at::Tensor& q, const at::Tensor& k,
                               const at::Tensor& v, int64_t heads,
                               const at::Tensor& mask,
-                              torch::nn::Dropout& dropout);
+                              const torch::nn::Dropout& dropout);
 
 // Registers an empty module under `name` in `parent`: it only gives its
 // children a name prefix ("attention", "encoder", "attn", ...) so that
