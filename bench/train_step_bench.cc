@@ -131,11 +131,14 @@ int RunStep(const std::map<std::string, std::string>& args) {
   }
   double total = 0;
   for (double s : step_seconds) total += s;
+  const char* disabled = std::getenv("LORA_CORE_DISABLE_SPEEDUPS");
   std::printf(
-      "{\"impl\": \"cpp\", \"model\": \"%s\", \"amp\": \"%s\", \"batch\": "
+      "{\"impl\": \"cpp\", \"disabled\": \"%s\", \"model\": \"%s\", "
+      "\"amp\": \"%s\", \"batch\": "
       "%lld, \"seq\": %lld, \"threads\": %d, \"steps\": %lld, "
       "\"trainable\": %lld, \"tokens_per_second\": %.3f, \"loss\": %.5f}\n",
-      model_name.c_str(), bf16 ? "bf16" : "fp32", static_cast<long long>(batch),
+      disabled == nullptr ? "" : disabled, model_name.c_str(),
+      bf16 ? "bf16" : "fp32", static_cast<long long>(batch),
       static_cast<long long>(seq), threads, static_cast<long long>(steps),
       static_cast<long long>(trainable),
       static_cast<double>(batch * seq * steps) / total, last_loss);

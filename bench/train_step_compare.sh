@@ -6,7 +6,12 @@
 # step's own shapes, so machine noise hits both alike. Then
 # bench/train_step_report.py writes the tables (medians over repetitions).
 #
-# Usage: bench/train_step_compare.sh [OUT_DIR] [REPETITIONS]
+# The C++ step runs twice: with the core's speed measures (all on, as
+# lora-train uses it) and with all of them off (LORA_CORE_DISABLE_SPEEDUPS=
+# all, see lora_core/speedups.h); with ABLATION=1 also once with each
+# measure off alone (roberta-base bf16), to show what each one buys.
+#
+# Usage: [ABLATION=1] bench/train_step_compare.sh [OUT_DIR] [REPETITIONS]
 #   OUT_DIR default runs/train_step; REPETITIONS default 5.
 # Writes OUT_DIR/results.jsonl (one JSON line per measurement) and
 # OUT_DIR/report.md.
@@ -39,13 +44,17 @@ for rep in $(seq 1 "$repetitions"); do
     read -r name model amp batch steps <<< "$config"
     args=(--model="$model" --amp="$amp" --batch="$batch" --seq=64 --rank=4
           --threads="$threads" --steps="$steps" --warmup=2)
-    if [ $((rep % 2)) -eq 1 ]; then order="cpp python"; else order="python cpp"; fi
+    if [ $((rep % 2)) -eq 1 ]; then order="cpp python cpp-off"; else order="cpp-off python cpp"; fi
+    if [ "${ABLATION:-0}" = 1 ] && [ "$name" = base-bf16 ]; then
+      order="$order off:frozen_bf16_weights off:inplace_lora_add off:fast_dropout off:shared_bf16_input"
+    fi
     for impl in $order; do
-      if [ "$impl" = cpp ]; then
-        line=$("$bench" step "${args[@]}")
-      else
-        line=$("${python[@]}" "${args[@]}")
-      fi
+      case "$impl" in
+        cpp) line=$(env -u LORA_CORE_DISABLE_SPEEDUPS "$bench" step "${args[@]}") ;;
+        cpp-off) line=$(LORA_CORE_DISABLE_SPEEDUPS=all "$bench" step "${args[@]}") ;;
+        off:*) line=$(LORA_CORE_DISABLE_SPEEDUPS="${impl#off:}" "$bench" step "${args[@]}") ;;
+        python) line=$("${python[@]}" "${args[@]}") ;;
+      esac
       record "$rep" "$name" "$line"
       echo "rep $rep $name $impl: $line" >&2
     done

@@ -39,6 +39,22 @@ LABELS = {
 }
 
 
+def variant(result):
+    """python, cpp (all speed measures), cpp-off (none), or cpp-no-<measure>."""
+    if result["impl"] == "python":
+        return "python"
+    disabled = result.get("disabled", "")
+    if not disabled:
+        return "cpp"
+    return "cpp-off" if disabled == "all" else f"cpp-no-{disabled}"
+
+
+def median_ratio(by_rep, config, top, bottom):
+    ratios = [r[top] / r[bottom] for (c, _), r in by_rep.items()
+              if c == config and top in r and bottom in r]
+    return statistics.median(ratios)
+
+
 def main():
     rows = [json.loads(line) for line in open(sys.argv[1]) if line.strip()]
     steps = defaultdict(lambda: defaultdict(list))  # config -> impl -> [tok/s]
@@ -50,8 +66,9 @@ def main():
         if row["config"] == "gemm":
             gemm[(result["dtype"], result["k"], result["n"])].append(result["flops"])
             continue
-        steps[row["config"]][result["impl"]].append(result["tokens_per_second"])
-        by_rep[(row["config"], row["rep"])][result["impl"]] = result["tokens_per_second"]
+        impl = variant(result)
+        steps[row["config"]][impl].append(result["tokens_per_second"])
+        by_rep[(row["config"], row["rep"])][impl] = result["tokens_per_second"]
         trainable.setdefault(row["config"], set()).add(result["trainable"])
     repetitions = len({row["rep"] for row in rows})
 
@@ -69,26 +86,40 @@ def main():
     print()
     print(f"Training step, tokens/s, median of {repetitions} interleaved "
           "repetitions (ratio: median of the per-repetition ratios):\n")
-    print("| Configuration | lora-sweep C++ | PyTorch eager | Ratio | Target |"
-          " C++ % of ceiling | Python % of ceiling |")
-    print("|---|---|---|---|---|---|---|")
+    print("| Configuration | lora-sweep C++ | C++, speed measures off | PyTorch eager |"
+          " Ratio C++ / Python | Target | Ratio, measures off | C++ % of ceiling |"
+          " Python % of ceiling |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for config in ("base-fp32", "base-bf16", "small-bf16"):
         if config not in steps:
             continue
         assert len(trainable[config]) == 1, f"{config}: trainable counts differ"
         cpp = statistics.median(steps[config]["cpp"])
         python = statistics.median(steps[config]["python"])
-        ratios = [r["cpp"] / r["python"] for (c, _), r in by_rep.items()
-                  if c == config and len(r) == 2]
-        ratio = statistics.median(ratios)
+        off = statistics.median(steps[config]["cpp-off"])
+        ratio = median_ratio(by_rep, config, "cpp", "python")
+        ratio_off = median_ratio(by_rep, config, "cpp-off", "python")
         if config.startswith("base"):
             dtype = config.split("-")[1]
             cpp_share = f"{100 * cpp * FLOPS_PER_TOKEN / ceiling[dtype]:.0f}%"
             python_share = f"{100 * python * FLOPS_PER_TOKEN / ceiling[dtype]:.0f}%"
         else:
             cpp_share = python_share = "—"
-        print(f"| {LABELS[config]} | {cpp:,.0f} | {python:,.0f} | **{ratio:.2f}x** | "
-              f">= {TARGETS[config]:.2f}x | {cpp_share} | {python_share} |")
+        print(f"| {LABELS[config]} | {cpp:,.0f} | {off:,.0f} | {python:,.0f} | "
+              f"**{ratio:.2f}x** | >= {TARGETS[config]:.2f}x | {ratio_off:.2f}x | "
+              f"{cpp_share} | {python_share} |")
+    ablation = sorted(v for v in steps.get("base-bf16", {}) if v.startswith("cpp-no-"))
+    if ablation:
+        print()
+        print("What each measure buys (roberta-base shape, bf16): the step with one "
+              "measure off, against all on, same repetition:\n")
+        print("| Measure off | tokens/s | All on / this |")
+        print("|---|---|---|")
+        for name in ablation:
+            print(f"| {name[len('cpp-no-'):]} | {statistics.median(steps['base-bf16'][name]):,.0f} | "
+                  f"{median_ratio(by_rep, 'base-bf16', 'cpp', name):.3f}x |")
+        print(f"| all (speedups off) | {statistics.median(steps['base-bf16']['cpp-off']):,.0f} | "
+              f"{median_ratio(by_rep, 'base-bf16', 'cpp', 'cpp-off'):.3f}x |")
     print()
     print(f"Step FLOPs per token (roberta-base, seq {SEQ}): "
           f"{FLOPS_PER_TOKEN / 1e6:.1f} M = 4 x {NON_EMBEDDING_WEIGHTS / 1e6:.2f} M "

@@ -7,6 +7,8 @@
 
 #include <cmath>
 
+#include "lora_core/speedups.h"
+
 namespace lora::core {
 
 LoraLinearImpl::LoraLinearImpl(LoraLinearOptions options)
@@ -125,8 +127,10 @@ at::Tensor LoraLinearImpl::forward(const at::Tensor& input) {
   // A frozen layer under bf16 autocast: the cached bf16 copies (autocast
   // leaves bf16 operands alone). A trainable weight goes through autocast,
   // whose cache keeps its cast for the whole forward pass.
+  static const bool use_bf16_copy = SpeedupEnabled("frozen_bf16_weights");
+  static const bool add_in_place = SpeedupEnabled("inplace_lora_add");
   const bool frozen_bf16 =
-      at::autocast::is_cpu_enabled() &&
+      use_bf16_copy && at::autocast::is_cpu_enabled() &&
       at::autocast::get_autocast_cpu_dtype() == at::kBFloat16 &&
       !weight.requires_grad() && (!bias.defined() || !bias.requires_grad()) &&
       weight.device().is_cpu();
@@ -146,7 +150,7 @@ at::Tensor LoraLinearImpl::forward(const at::Tensor& input) {
   if (enabled.empty()) {
     // In place: the base product's backward does not need its output.
     at::Tensor update = at::linear(hidden, lora_B);
-    if (update.scalar_type() == output.scalar_type()) {
+    if (add_in_place && update.scalar_type() == output.scalar_type()) {
       return output.add_(update, scaling());
     }
     return output + update * scaling();

@@ -2,6 +2,7 @@
 
 #include <ATen/autocast_mode.h>
 
+#include "lora_core/speedups.h"
 #include "lora_core/transformer_ops.h"
 
 namespace lora::core {
@@ -53,8 +54,10 @@ at::Tensor RobertaLayerImpl::forward(const at::Tensor& hidden,
   // (float32) hidden state: autocast would cast it once per matrix product
   // (query, key, value and the LoRA paths), since it caches casts of leaf
   // tensors only. The residual below keeps the float32 original.
+  static const bool share = SpeedupEnabled("shared_bf16_input");
   const at::Tensor projected =
-      at::autocast::is_cpu_enabled() && hidden.scalar_type() == at::kFloat
+      share && at::autocast::is_cpu_enabled() &&
+              hidden.scalar_type() == at::kFloat
           ? hidden.to(at::autocast::get_autocast_cpu_dtype())
           : hidden;
   at::Tensor context = MultiHeadAttention(

@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "lora_core/lora_linear.h"
+#include "lora_core/speedups.h"
 
 namespace lora::core {
 
@@ -32,6 +33,8 @@ at::Tensor ApplyDropout(const torch::nn::Dropout& dropout,
   const double p = dropout->options.p();
   if (!dropout->is_training() || p == 0.0 || x.numel() == 0) return x;
   if (p >= 1.0) return x * 0;
+  static const bool fast = SpeedupEnabled("fast_dropout");
+  if (!fast) return at::dropout(x, p, /*train=*/true);
   // Keep an element when its 16-bit lane, read as a signed number, is at
   // least `threshold`: P(drop) = dropped / 65536.
   const int64_t dropped = static_cast<int64_t>(std::llround(p * 65536.0));
