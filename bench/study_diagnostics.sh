@@ -8,6 +8,13 @@
 #   lora_r8_cls_8ep     the same for 8 epochs
 #   head_cls            the head alone, RobertaClassificationHead
 #   scratch_cls         random initialisation, RobertaClassificationHead
+# and the low-data regime, 300 training sentences (max_train_examples: a
+# fixed random subset, the same for every run), 20
+# epochs (200 steps), the seed's head:
+#   few_lora_r8         LoRA r=8 (q, v), lr 2e-3
+#   few_full            full fine-tuning, lr 5e-4
+#   few_scratch         random initialisation, lr 5e-4
+#   few_head            the head alone, lr 5e-3
 #
 # Usage: bench/study_diagnostics.sh STUDY_OUT_DIR   (after lora_study.sh)
 # Then bench/study_report.py-style means: see BENCHMARKS.md for the table.
@@ -42,4 +49,11 @@ for seed in 0 1 2; do
   run lora_r8_cls_8ep "$seed" "model: $base" "trainable: lora" "lr: 2.0e-3" "$lora" "head: roberta_classification" "epochs: 8"
   run head_cls "$seed" "model: $base" "trainable: head_only" "lr: 5.0e-3" "head: roberta_classification"
   run scratch_cls "$seed" "model: roberta-mini" "trainable: full" "lr: 5.0e-4" "head: roberta_classification"
+done
+few="max_train_examples: 300"
+for seed in 0 1 2; do
+  run few_lora_r8 "$seed" "model: $base" "trainable: lora" "lr: 2.0e-3" "$lora" "head: linear_pooled" "$few" "epochs: 20"
+  run few_full "$seed" "model: $base" "trainable: full" "lr: 5.0e-4" "head: linear_pooled" "$few" "epochs: 20"
+  run few_scratch "$seed" "model: roberta-mini" "trainable: full" "lr: 5.0e-4" "head: linear_pooled" "$few" "epochs: 20"
+  run few_head "$seed" "model: $base" "trainable: head_only" "lr: 5.0e-3" "head: linear_pooled" "$few" "epochs: 20"
 done

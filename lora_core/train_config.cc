@@ -230,6 +230,7 @@ absl::StatusOr<TrainConfig> ParseTrainConfigNode(const YAML::Node& root,
        }},
       {"checkpoint_every_steps", assign_int(&config.checkpoint_every_steps, 0)},
       {"max_steps", assign_int(&config.max_steps, 0)},
+      {"max_train_examples", assign_int(&config.max_train_examples, 0)},
       {"world_size",
        [&](const YAML::Node& node, const std::string& key) -> absl::Status {
          LORA_ASSIGN_OR_RETURN(config.world_size, fields.Int(node, key, 1));
@@ -368,6 +369,12 @@ std::string TrainConfigToYaml(const TrainConfig& c) {
       << c.checkpoint_every_steps;
   out << YAML::Key << "max_steps" << YAML::Value << c.max_steps;
   out << YAML::Key << "log_every_steps" << YAML::Value << c.log_every_steps;
+  // Only when set, as world_size below: earlier jobs' YAML and checkpoint
+  // fingerprints stay as they were.
+  if (c.max_train_examples != 0) {
+    out << YAML::Key << "max_train_examples" << YAML::Value
+        << c.max_train_examples;
+  }
   // Only when set, so the YAML (and checkpoint fingerprints) of
   // single-process jobs stay as they were.
   if (c.world_size != 1) {

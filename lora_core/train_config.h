@@ -31,6 +31,9 @@
 //   checkpoint_every_steps: 0    # plus one at every epoch end
 //   max_steps: 0                 # train this many optimizer steps at most
 //                                # (the schedule ends there); 0 = epochs
+//   max_train_examples: 0        # train on N examples of the training
+//                                # split (a fixed random subset, the same
+//                                # for every seed): low-data studies; 0 = all
 //   world_size: 1                # data-parallel ranks (CPU processes over
 //                                # Gloo); batch_size is the global batch
 //                                # and must be divisible by it. See below.
@@ -104,6 +107,8 @@ struct TrainConfig {
   bool resume = true;
   int64_t checkpoint_every_steps = 0;
   int64_t max_steps = 0;
+  // Train on a fixed random N of the training split; 0 = all of them.
+  int64_t max_train_examples = 0;
   // Data-parallel ranks; batch_size % world_size == 0.
   int64_t world_size = 1;
   // Interrupt after this many optimizer steps, with a checkpoint and results

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 #include <torch/nn/utils/clip_grad.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -32,6 +33,10 @@ namespace {
 
 using Json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
+
+// Shuffle seed of the max_train_examples subset (fixed: every run of a
+// study trains on the same examples).
+constexpr uint64_t kTrainSubsetSeed = 0x5EED5EEDULL;
 
 bool ExcludedFromWeightDecay(const std::string& name) {
   return absl::EndsWith(name, "bias") || absl::StrContains(name, "LayerNorm") ||
@@ -211,6 +216,22 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Build(
       LoadTokenizerForModel(model_config, from_folder ? c.model : ""));
   LORA_ASSIGN_OR_RETURN(
       trainer->data_, LoadTaskData(ToTaskDataOptions(c), *trainer->tokenizer_));
+  if (c.max_train_examples > 0 &&
+      static_cast<int64_t>(trainer->data_.train.size()) >
+          c.max_train_examples) {
+    // A random subset, the same for every run seed and variant (a fixed
+    // shuffle seed), in the split's order: the corpora's files are sorted
+    // by label, so the first N alone could hold one class only.
+    std::vector<size_t> order(trainer->data_.train.size());
+    for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+    SplitMix64(kTrainSubsetSeed).Shuffle(order);
+    order.resize(static_cast<size_t>(c.max_train_examples));
+    std::sort(order.begin(), order.end());
+    std::vector<TokenizedExample> subset;
+    subset.reserve(order.size());
+    for (size_t i : order) subset.push_back(trainer->data_.train[i]);
+    trainer->data_.train = std::move(subset);
+  }
 
   // AdamW: no weight decay on biases and LayerNorm weights.
   std::vector<at::Tensor> decay, no_decay;

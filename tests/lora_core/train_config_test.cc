@@ -83,6 +83,9 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"", "job.yaml: file is empty"},
         BadCase{"model: gpt2\ntask: e2e\nwarmup_ratio: 1.0\n",
                 "job.yaml:3: warmup_ratio: expected a number in [0, 1)"},
+        BadCase{"model: gpt2\ntask: e2e\nmax_train_examples: -5\n",
+                "job.yaml:3: max_train_examples: expected an integer >= 0, "
+                "got -5"},
         BadCase{"model: gpt2\ntask: e2e\nworld_size: 0\n",
                 "job.yaml:3: world_size: expected an integer >= 1, got 0"},
         BadCase{"model: gpt2\ntask: e2e\nbatch_size: 10\nworld_size: 4\n",
@@ -90,6 +93,24 @@ INSTANTIATE_TEST_SUITE_P(
         BadCase{"model: gpt2\ntask: e2e\nworld_size: 3\n",
                 "job.yaml:3: world_size: 3 does not divide batch_size 32 (the "
                 "default)"}));
+
+TEST(TrainConfigTest, MaxTrainExamplesIsOptionalAndRoundTrips) {
+  absl::StatusOr<TrainConfig> all =
+      ParseTrainConfig("model: gpt2\ntask: e2e\n", "job.yaml");
+  ASSERT_TRUE(all.ok()) << all.status();
+  EXPECT_EQ(all->max_train_examples, 0);
+  EXPECT_EQ(TrainConfigToYaml(*all).find("max_train_examples"),
+            std::string::npos);
+  absl::StatusOr<TrainConfig> few = ParseTrainConfig(
+      "model: roberta-base\ntask: polarity\nmax_train_examples: 300\n",
+      "job.yaml");
+  ASSERT_TRUE(few.ok()) << few.status();
+  EXPECT_EQ(few->max_train_examples, 300);
+  absl::StatusOr<TrainConfig> again =
+      ParseTrainConfig(TrainConfigToYaml(*few), "again.yaml");
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->max_train_examples, 300);
+}
 
 TEST(TrainConfigTest, WorldSizeDefaultsToOneAndRoundTrips) {
   absl::StatusOr<TrainConfig> one =
