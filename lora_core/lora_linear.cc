@@ -104,23 +104,34 @@ double LoraLinearImpl::scaling() const {
                               : options.alpha() / rank;
 }
 
-const at::Tensor& LoraLinearImpl::Bf16Weight() {
-  const int64_t version = static_cast<int64_t>(
-      weight.unsafeGetTensorImpl()->version_counter().current_version());
-  if (!weight_bf16_.defined() || version != weight_bf16_version_ ||
-      weight.data_ptr() != weight_bf16_source_) {
-    torch::NoGradGuard no_grad;
-    weight_bf16_ = weight.to(at::kBFloat16);
-    bias_bf16_ = bias.defined() ? bias.to(at::kBFloat16) : at::Tensor();
-    weight_bf16_version_ = version;
-    weight_bf16_source_ = weight.data_ptr();
-  }
-  return weight_bf16_;
+namespace {
+
+int64_t VersionOf(const at::Tensor& tensor) {
+  if (!tensor.defined()) return -1;
+  return static_cast<int64_t>(
+      tensor.unsafeGetTensorImpl()->version_counter().current_version());
 }
 
-const at::Tensor& LoraLinearImpl::Bf16Bias() {
-  Bf16Weight();  // refreshes both
-  return bias_bf16_;
+const void* StorageOf(const at::Tensor& tensor) {
+  return tensor.defined() ? tensor.data_ptr() : nullptr;
+}
+
+}  // namespace
+
+void LoraLinearImpl::RefreshBf16Copies() {
+  torch::NoGradGuard no_grad;
+  if (!weight_bf16_.defined() || VersionOf(weight) != weight_bf16_version_ ||
+      StorageOf(weight) != weight_bf16_source_) {
+    weight_bf16_ = weight.to(at::kBFloat16);
+    weight_bf16_version_ = VersionOf(weight);
+    weight_bf16_source_ = StorageOf(weight);
+  }
+  if (VersionOf(bias) != bias_bf16_version_ ||
+      StorageOf(bias) != bias_bf16_source_) {
+    bias_bf16_ = bias.defined() ? bias.to(at::kBFloat16) : at::Tensor();
+    bias_bf16_version_ = VersionOf(bias);
+    bias_bf16_source_ = StorageOf(bias);
+  }
 }
 
 at::Tensor LoraLinearImpl::forward(const at::Tensor& input) {
@@ -134,8 +145,9 @@ at::Tensor LoraLinearImpl::forward(const at::Tensor& input) {
       at::autocast::get_autocast_cpu_dtype() == at::kBFloat16 &&
       !weight.requires_grad() && (!bias.defined() || !bias.requires_grad()) &&
       weight.device().is_cpu();
-  const at::Tensor& w = frozen_bf16 ? Bf16Weight() : weight;
-  const at::Tensor& b = frozen_bf16 ? Bf16Bias() : bias;
+  if (frozen_bf16) RefreshBf16Copies();
+  const at::Tensor& w = frozen_bf16 ? weight_bf16_ : weight;
+  const at::Tensor& b = frozen_bf16 ? bias_bf16_ : bias;
   at::Tensor output;
   if (options.fan_in_fan_out()) {
     output = at::matmul(input, w);

@@ -16,9 +16,9 @@
 //
 // Under CPU bf16 autocast a frozen base layer (weight without
 // requires_grad) multiplies with a bfloat16 copy of its weight and bias made
-// once and kept until the weight changes (tracked by its version counter:
-// loading, merging, any in-place write), instead of autocast casting the
-// float32 weight on every call (autocast caches casts only of weights that
+// once and kept until either changes (tracked by their version counters and
+// storage: loading, merging, any in-place write), instead of autocast casting
+// the float32 weight on every call (autocast caches casts only of weights that
 // require grad). The LoRA update is added in place to the base output.
 //
 // Parameters are registered as "weight", "bias", "lora_A", "lora_B", so the
@@ -115,17 +115,20 @@ class LoraLinearImpl : public torch::nn::Cloneable<LoraLinearImpl> {
   void register_lora();
   int64_t enabled_segment_count() const;
 
-  // The frozen weight and bias as bfloat16 for autocast (see above);
-  // rebuilt when the weight's version or storage changes.
-  const at::Tensor& Bf16Weight();
-  const at::Tensor& Bf16Bias();
+  // Brings weight_bf16_ and bias_bf16_ up to date with weight and bias
+  // (see above).
+  void RefreshBf16Copies();
 
   torch::nn::Dropout lora_dropout_{nullptr};
   bool merged_ = false;
   at::Tensor weight_bf16_;
   at::Tensor bias_bf16_;
+  // Version counters and storage of the weight and bias the copies were
+  // made from.
   int64_t weight_bf16_version_ = -1;
+  int64_t bias_bf16_version_ = -1;
   const void* weight_bf16_source_ = nullptr;
+  const void* bias_bf16_source_ = nullptr;
 };
 
 TORCH_MODULE(LoraLinear);

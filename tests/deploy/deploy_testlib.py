@@ -4,6 +4,7 @@ Run from the repository root or a Bazel runfiles root: paths are relative
 to the working directory. Standard library plus PyYAML (python3-yaml, a
 dependency of Debian's python3-torch).
 """
+import functools
 import os
 import re
 import shlex
@@ -24,8 +25,10 @@ MAKE_TOKENS = "deploy/docker/make-tokens.sh"
 _FLAG_LINE = re.compile(r"^\s+--([A-Za-z0-9_]+) \(")
 
 
+@functools.lru_cache(maxsize=None)
 def daemon_flags(binary):
-    """The flag names `binary --helpfull` documents (absl's built-ins too)."""
+    """The flag names `binary --helpfull` documents (absl's built-ins too);
+    run once per binary and test process."""
     result = subprocess.run([binary, "--helpfull"], capture_output=True,
                             text=True, timeout=60)
     names = set()

@@ -197,15 +197,6 @@ def overlay(name):
     return _overlays[name]
 
 
-_helpfull = {}
-
-
-def known_flags(binary):
-    if binary not in _helpfull:
-        _helpfull[binary] = lib.daemon_flags(binary)
-    return _helpfull[binary]
-
-
 def image_name(container):
     return container["image"].rsplit(":", 1)[0]
 
@@ -236,7 +227,7 @@ class ManifestChecks:
             if container.get("command"):
                 continue  # init containers run a plain command, not a daemon
             binary = DAEMON_OF_IMAGE[image_name(container)]
-            known = known_flags(binary)
+            known = lib.daemon_flags(binary)
             for name, value in self.o.container_flags(workload, container):
                 self.assertIn(name, known,
                               f"{workload['metadata']['name']}: --{name}={value} is "

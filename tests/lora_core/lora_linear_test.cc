@@ -214,6 +214,15 @@ TEST(LoraLinearTest, FrozenBf16WeightCacheMatchesAutocastAndFollowsWrites) {
     ScopedCpuAutocast autocast;
     EXPECT_TRUE(at::equal(layer->forward(x), AutocastReference(layer, x)));
   }
+  // A write to the bias alone is picked up too.
+  {
+    torch::NoGradGuard no_grad;
+    layer->bias.sub_(3.0);
+  }
+  {
+    ScopedCpuAutocast autocast;
+    EXPECT_TRUE(at::equal(layer->forward(x), AutocastReference(layer, x)));
+  }
   {
     torch::NoGradGuard no_grad;
     layer->weight.copy_(at::randn_like(layer->weight));
