@@ -462,11 +462,21 @@ absl::StatusOr<Json> Trainer::Run() {
   const bool fp16 = c.amp == AmpMode::kFp16;
   const bool bf16 = c.amp == AmpMode::kBf16;
 
+  // Where this process's time went (since it started or resumed): the
+  // training steps, the evaluations, the checkpoint writes; the rest is
+  // loading, batching and the final export.
+  double step_seconds = 0.0, evaluation_seconds = 0.0, checkpoint_seconds = 0.0;
+  auto seconds_since = [](Clock::time_point start) {
+    return std::chrono::duration<double>(Clock::now() - start).count();
+  };
+
   auto save = [&]() -> absl::Status {
     if (!lead) return absl::OkStatus();
+    const auto save_start = Clock::now();
     progress.scaler = scaler_.state();
     LORA_RETURN_IF_ERROR(
         SaveTrainingCheckpoint(checkpoint, *model_, *optimizer_, progress));
+    checkpoint_seconds += seconds_since(save_start);
     Record(Json{{"type", "checkpoint"},
                 {"step", progress.step},
                 {"epoch", progress.epoch + 1}});
@@ -556,8 +566,8 @@ absl::StatusOr<Json> Trainer::Run() {
       progress.tokens_seen += step_tokens;
       progress.epoch_loss_sum += step_loss;
       ++progress.epoch_steps;
-      const double seconds =
-          std::chrono::duration<double>(Clock::now() - step_start).count();
+      const double seconds = seconds_since(step_start);
+      step_seconds += seconds;
       if (progress.step % c.log_every_steps == 0 ||
           b == static_cast<int64_t>(batches.size()) ||
           progress.step == total_steps) {
@@ -593,7 +603,9 @@ absl::StatusOr<Json> Trainer::Run() {
     if (stopped) break;
 
     // End of epoch: evaluate, track the best epoch, checkpoint.
+    const auto evaluation_start = Clock::now();
     LORA_ASSIGN_OR_RETURN(last_metrics, Evaluate());
+    evaluation_seconds += seconds_since(evaluation_start);
     const double value = last_metrics.count(c.metric_name)
                              ? last_metrics[c.metric_name]
                              : last_metrics["val_loss"];
@@ -681,15 +693,23 @@ absl::StatusOr<Json> Trainer::Run() {
       results["final_metrics"] = final_metrics;
     }
     if (c.task == DataTask::kE2e) {
+      const auto generation_start = Clock::now();
       const double bleu = EvaluateBleu();
+      evaluation_seconds += seconds_since(generation_start);
       results["final_metrics"]["val_bleu"] = bleu;
       Record(Json{
           {"type", "generation"}, {"step", progress.step}, {"val_bleu", bleu}});
     }
     LORA_RETURN_IF_ERROR(Export(results));
   }
-  results["wall_seconds"] =
-      std::chrono::duration<double>(Clock::now() - wall_start).count();
+  results["wall_seconds"] = seconds_since(wall_start);
+  results["time_breakdown"] = {
+      {"steps_seconds", step_seconds},
+      {"evaluation_seconds", evaluation_seconds},
+      {"checkpoint_seconds", checkpoint_seconds},
+      {"other_seconds",
+       std::max(0.0, results["wall_seconds"].get<double>() - step_seconds -
+                         evaluation_seconds - checkpoint_seconds)}};
   LORA_RETURN_IF_ERROR(WriteFileAtomically(c.output_dir + "/results.json",
                                            results.dump(2) + "\n"));
   LORA_RETURN_IF_ERROR(DumpWeights());

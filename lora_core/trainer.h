@@ -16,7 +16,10 @@
 //                                  lora_sweep_run.yaml, for LoRA runs
 //   model/                         the full HF checkpoint, for other runs
 //   results.json                   final and best metrics, parameter counts,
-//                                  wall time
+//                                  wall time and its time_breakdown (steps,
+//                                  evaluation, checkpoint and other seconds,
+//                                  this process only: a resumed run counts
+//                                  from the resume)
 //
 // Data parallel (config.world_size N > 1, one Trainer per rank process,
 // joined by a GradientReducer): every rank collates each global batch of

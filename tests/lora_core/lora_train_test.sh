@@ -54,6 +54,14 @@ assert [h["epoch"] for h in r["history"]] == [1, 2]
 steps = [json.loads(l) for l in open(d + "/metrics.jsonl")]
 step_records = [s for s in steps if s["type"] == "step"]
 assert len(step_records) >= 2 * 94 // 5
+# Where the time went: every phase measured, and they add up to the wall time.
+t = r["time_breakdown"]
+assert set(t) == {"steps_seconds", "evaluation_seconds", "checkpoint_seconds",
+                  "other_seconds"}, t
+assert t["steps_seconds"] > 0 and t["evaluation_seconds"] > 0 and t["checkpoint_seconds"] > 0, t
+assert abs(sum(t.values()) - r["wall_seconds"]) < 1e-6 * max(1.0, r["wall_seconds"]) + 1e-9, (t, r["wall_seconds"])
+# The logged step records are a subset of the steps timed.
+assert sum(s["step_seconds"] for s in step_records) <= t["steps_seconds"] * (1 + 1e-9), t
 for s in step_records:
     for key in ("step", "epoch", "loss", "lr", "grad_norm", "tokens_per_second", "loss_scale"):
         assert key in s, (key, s)
