@@ -14,27 +14,35 @@
 # polarity (3,000 train / 1,000 validation sentences), 4 epochs of batch 32,
 # bf16 autocast, 2 threads.
 #
-# Usage: bench/train_loop_compare.sh [OUT_DIR] [REPETITIONS]
+# Usage: [MODEL=...] [EPOCHS=...] [LORA_TRAIN=...] bench/train_loop_compare.sh [OUT_DIR] [REPETITIONS]
 #   OUT_DIR default runs/train_loop; REPETITIONS default 5 (~6 min).
+#   MODEL (default roberta-mini; roberta-tiny for the test suite) and EPOCHS
+#   (default 4) change the run.
 set -euo pipefail
 repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=${1:-$repo_root/runs/train_loop}
 repetitions=${2:-5}
+model=${MODEL:-roberta-mini}
+epochs=${EPOCHS:-4}
 mkdir -p "$out"
 out=$(cd "$out" && pwd)
-(cd "$repo_root" && bazel build //lora_core:lora-train >&2)
-bin="$repo_root/bazel-bin/lora_core/lora-train"
+# LORA_TRAIN: a built lora-train to use instead of building one.
+bin=${LORA_TRAIN:-}
+if [ -z "$bin" ]; then
+  (cd "$repo_root" && bazel build //lora_core:lora-train >&2)
+  bin="$repo_root/bazel-bin/lora_core/lora-train"
+fi
 export LORA_SWEEP_CACHE="$out/cache"
 results="$out/results.jsonl"
 : > "$results"
 
-cat > "$out/run.yaml" <<'YAML'
-model: roberta-mini
+cat > "$out/run.yaml" <<YAML
+model: $model
 task: polarity
 head: roberta_classification
 trainable: lora
 lora: {rank: 4, alpha: 16, target_modules: [query, value]}
-epochs: 4
+epochs: $epochs
 batch_size: 32
 eval_batch_size: 64
 lr: 2.0e-3
@@ -87,7 +95,7 @@ run_python() {  # run_python REP
   local start end line
   start=$(now)
   line=$(/usr/bin/python3 "$repo_root/bench/train_loop_python.py" --cache "$cache" \
-         --out "$dir" --model roberta-mini --epochs 4 --batch 32 --eval-batch 64 \
+         --out "$dir" --model "$model" --epochs "$epochs" --batch 32 --eval-batch 64 \
          --lr 2e-3 --warmup-ratio 0.06 --rank 4 --threads 2 --amp bf16)
   end=$(now)
   /usr/bin/python3 - "$1" "$start" "$end" "$line" >> "$results" <<'PY'

@@ -13,11 +13,16 @@
 //                         --seq=64 --rank=4 --threads=2 --steps=10 --warmup=2
 //   train_step_bench gemm --dtype=bf16 --m=1024 --k=768 --n=3072 --reps=10
 //
+// step --profile=TRACE.json also records the timed steps with LibTorch's
+// profiler as a Chrome trace; bench/profile_report.py turns it into the share
+// of step time per operator (the profiler slows each operator a little).
+//
 // Prints one JSON object per run on stdout.
 // First: torch/nn/utils/clip_grad.h uses at::Tensor without declaring it.
 #include <torch/types.h>
 
 #include <ATen/ATen.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
 
@@ -26,6 +31,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -109,9 +115,15 @@ int RunStep(const std::map<std::string, std::string>& args) {
   at::Tensor labels = at::randint(0, 2, {batch});
   (*model)->train();
 
+  const std::string profile_path = Get(args, "profile", "");
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
   std::vector<double> step_seconds;
   double last_loss = 0;
   for (int64_t step = 0; step < warmup + steps; ++step) {
+    if (step == warmup && !profile_path.empty()) {
+      profile = std::make_unique<torch::autograd::profiler::RecordProfile>(
+          profile_path);
+    }
     const auto start = Clock::now();
     TaskModelOutput output;
     {
@@ -129,6 +141,7 @@ int RunStep(const std::map<std::string, std::string>& args) {
         std::chrono::duration<double>(Clock::now() - start).count();
     if (step >= warmup) step_seconds.push_back(seconds);
   }
+  profile.reset();  // writes the trace
   double total = 0;
   for (double s : step_seconds) total += s;
   const char* disabled = std::getenv("LORA_CORE_DISABLE_SPEEDUPS");

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 # built-in configs of lora_core/model_config.cc.
 CONFIGS = {
     "roberta-base": (50265, 768, 12, 12, 3072, 514),
+    "roberta-tiny": (50262, 32, 2, 4, 64, 130),
     "roberta-mini": (50262, 256, 4, 4, 1024, 130),
 }
 PAD = 1
