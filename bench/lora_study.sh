@@ -7,13 +7,15 @@
 #      same architecture from random initialisation;
 #   3. pretrain gpt2-mini with causal LM;
 #   4. LoRA (q, v inside c_attn) on generated E2E data with r = 1, 2, 4, 8,
-#      BLEU by rank;
+#      BLEU by rank; then, on the same data, LoRA r = 8 on every linear
+#      layer, full fine-tuning and training from random initialisation;
 # then writes report.md with the tables (bench/study_report.py).
 #
 # Usage: bench/lora_study.sh [--quick] [--skip-gpt2] [--long-pretrain] [OUT_DIR]
 #   --quick: tiny models and a few steps, one seed (the test suite runs it).
 #   --long-pretrain: pretrain RoBERTa with study/pretrain_roberta_long.yaml
-#     (6,000 steps, about an hour) instead of the 15-minute budget.
+#     (6,000 steps, about an hour) and GPT-2 with study/pretrain_gpt2_long.yaml
+#     (1,500 steps, about 30-45 minutes) instead of the 15-minute budgets.
 # Default OUT_DIR: runs/study. Runs resume where they stopped when re-run.
 set -euo pipefail
 
@@ -82,8 +84,10 @@ fi
 
 # 1. Pretrain RoBERTa.
 pretrain_config="$study/pretrain_roberta.yaml"
+gpt2_pretrain_config="$study/pretrain_gpt2.yaml"
 if [ "$long_pretrain" -eq 1 ]; then
   pretrain_config="$study/pretrain_roberta_long.yaml"
+  gpt2_pretrain_config="$study/pretrain_gpt2_long.yaml"
 fi
 job "$pretrain_config" "$out/pretrain_roberta.yaml" \
   "model=$roberta_model" "${pretrain_overrides[@]}"
@@ -115,7 +119,7 @@ done
 
 # 3 and 4. GPT-2.
 if [ "$skip_gpt2" -eq 0 ]; then
-  job "$study/pretrain_gpt2.yaml" "$out/pretrain_gpt2.yaml" \
+  job "$gpt2_pretrain_config" "$out/pretrain_gpt2.yaml" \
     "model=$gpt2_model" "${pretrain_overrides[@]}"
   "$bin" pretrain "$out/pretrain_gpt2.yaml" --output-dir "$out/gpt2_pretrain" > /dev/null
   for r in $ranks; do
@@ -129,6 +133,25 @@ if [ "$skip_gpt2" -eq 0 ]; then
     fi
     echo "e2e r=$r done"
   done
+  # The same task against the other ways to adapt (seed 0): LoRA at the
+  # largest rank on every linear layer, full fine-tuning, and the same
+  # architecture trained from random initialisation.
+  top_rank=${ranks##* }
+  e2e_variant() {  # e2e_variant NAME KEY=VALUE...
+    local name=$1
+    shift
+    local dir="$out/e2e/$name"
+    mkdir -p "$dir"
+    job "$study/e2e_lora.yaml" "$dir.yaml" "seed=0" "$@" "${e2e_overrides[@]}"
+    if [ ! -e "$dir/results.json" ] || ! grep -q '"completed"' "$dir/results.json"; then
+      "$bin" train "$dir.yaml" --output-dir "$dir" > /dev/null
+    fi
+    echo "e2e $name done"
+  }
+  e2e_variant "lora_all_r$top_rank" "model=$out/gpt2_pretrain/model" \
+    "lora={rank: $top_rank, alpha: 16, target_modules: [c_attn, c_proj, c_fc]}"
+  e2e_variant full "model=$out/gpt2_pretrain/model" "trainable=full" "lr=5.0e-4"
+  e2e_variant scratch "model=$gpt2_model" "trainable=full" "lr=1.0e-3"
 fi
 
 /usr/bin/python3 "$repo_root/bench/study_report.py" "$out" > "$out/report.md"

@@ -25,6 +25,19 @@ def load(path):
         return json.load(f)
 
 
+def e2e_row(path, label):
+    """A table row (label, trainable parameters, validation loss, BLEU) for a
+    completed E2E run's results.json, or None."""
+    if not os.path.exists(path):
+        return None
+    r = load(path)
+    if r.get("status") != "completed":
+        return None
+    m = r["final_metrics"]
+    return (f"| {label} | {r['parameters']['trainable']:,} | "
+            f"{m['val_loss']:.3f} | {100 * m['val_bleu']:.2f} |")
+
+
 def mean_std(values):
     if len(values) == 1:
         return f"{100 * values[0]:.2f}%"
@@ -101,20 +114,37 @@ def main():
     e2e = os.path.join(root, "e2e")
     if os.path.isdir(e2e):
         for r_value in (1, 2, 4, 8):
-            path = os.path.join(e2e, f"lora_r{r_value}", "results.json")
-            if not os.path.exists(path):
-                continue
-            r = load(path)
-            if r.get("status") != "completed":
-                continue
-            m = r["final_metrics"]
-            e2e_rows.append(f"| {r_value} | {r['parameters']['trainable']:,} | "
-                            f"{m['val_loss']:.3f} | {100 * m['val_bleu']:.2f} |")
+            row = e2e_row(os.path.join(e2e, f"lora_r{r_value}", "results.json"),
+                          str(r_value))
+            if row:
+                e2e_rows.append(row)
     if e2e_rows:
         out.append("### GPT-2 on generated E2E data, LoRA on q and v\n")
         out.append("| Rank (r) | Trainable params | Val loss | BLEU-4 |")
         out.append("|---|---|---|---|")
         out.extend(e2e_rows)
+        out.append("")
+    comparison = []
+    if os.path.isdir(e2e):
+        ranks = sorted(int(n[len("lora_all_r"):]) for n in os.listdir(e2e)
+                       if n.startswith("lora_all_r") and n[len("lora_all_r"):].isdigit())
+        variants = []
+        for r_value in ranks:
+            variants += [(f"lora_r{r_value}", f"LoRA r={r_value} (q, v)"),
+                         (f"lora_all_r{r_value}",
+                          f"LoRA r={r_value} (c_attn, c_proj, c_fc)")]
+        variants += [("full", "Full fine-tuning"),
+                     ("scratch", "Random init, full training")]
+        for name, label in variants:
+            row = e2e_row(os.path.join(e2e, name, "results.json"), label)
+            if row:
+                comparison.append(row)
+    if comparison:
+        out.append("### GPT-2 on generated E2E data, LoRA against the other ways "
+                   "to adapt (seed 0)\n")
+        out.append("| Variant | Trainable params | Val loss | BLEU-4 |")
+        out.append("|---|---|---|---|")
+        out.extend(comparison)
         out.append("")
     print("\n".join(out))
 

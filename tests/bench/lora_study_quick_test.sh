@@ -18,7 +18,9 @@ report="$out/report.md"
 for row in "### Pretraining (masked LM)" "| Head only (linear probe) |" \
            "| LoRA r=1 (q, v) |" "| LoRA r=4 (q, v) |" "| Full fine-tuning |" \
            "| Random init, full training |" "### Per-epoch, LoRA r=4" \
-           "### GPT-2 pretraining (causal LM)" "| 1 | 256 |" "| 4 | 1,024 |"; do
+           "### GPT-2 pretraining (causal LM)" "| 1 | 256 |" "| 4 | 1,024 |" \
+           "### GPT-2 on generated E2E data, LoRA against the other ways to adapt" \
+           "| LoRA r=4 (q, v) | 1,024 |" "| LoRA r=4 (c_attn, c_proj, c_fc) |"; do
   grep -qF -- "$row" "$report" || fail "report lacks '$row'"
 done
 for f in roberta_pretrain/model/config.json roberta_pretrain/model/model.safetensors \
@@ -26,6 +28,14 @@ for f in roberta_pretrain/model/config.json roberta_pretrain/model/model.safeten
          gpt2_pretrain/model/model.safetensors; do
   [ -s "$out/$f" ] || fail "$f missing"
 done
+# E2E full fine-tuning starts from the pretrained GPT-2, training from
+# scratch does not.
+grep -q "gpt2_pretrain/model" "$out/e2e/full/config.yaml" ||
+  fail "E2E full fine-tuning did not use the pretrained model"
+grep -q "^model: gpt2-tiny" "$out/e2e/scratch/config.yaml" ||
+  fail "E2E scratch run is not the random-init architecture"
+grep -q "c_fc" "$out/e2e/lora_all_r4/config.yaml" ||
+  fail "E2E all-linear LoRA run does not target c_fc"
 # The fine-tuning runs start from the pretrained checkpoint.
 grep -q "roberta_pretrain/model" "$out/polarity/lora_r4/seed0/config.yaml" ||
   fail "LoRA run did not use the pretrained model"
