@@ -15,7 +15,7 @@
 #   --quick: tiny models and a few steps, one seed (the test suite runs it).
 #   --long-pretrain: pretrain RoBERTa with study/pretrain_roberta_long.yaml
 #     (6,000 steps, about an hour) and GPT-2 with study/pretrain_gpt2_long.yaml
-#     (1,500 steps, about 30-45 minutes) instead of the 15-minute budgets.
+#     (1,500 steps, about 30 minutes) instead of the 15-minute budgets.
 # Default OUT_DIR: runs/study. Runs resume where they stopped when re-run.
 set -euo pipefail
 
