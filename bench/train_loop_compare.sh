@@ -56,9 +56,10 @@ YAML
 
 now() { date +%s.%N; }
 
-# A first run fills the dataset cache (tokenisation is then off the clock
-# for both, as it is for any run after the first on a worker).
-rm -rf "$out/warmup"
+# A first run fills a fresh dataset cache (tokenisation is then off the
+# clock for both, as it is for any run after the first on a worker), so the
+# cache holds exactly this run's dataset.
+rm -rf "$out/warmup" "$LORA_SWEEP_CACHE"
 "$bin" train "$out/run.yaml" --output-dir "$out/warmup" > /dev/null 2> "$out/warmup.log" ||
   { cat "$out/warmup.log" >&2; exit 1; }
 cache=$(ls "$LORA_SWEEP_CACHE"/datasets/*.bin)
