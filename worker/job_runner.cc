@@ -270,6 +270,9 @@ void JobRunner::Run() {
       absl::StrCat(run_dir_, "/stdout-attempt-", job_.attempt(), ".txt");
   spec.stderr_path = stderr_path;
   spec.env["OMP_NUM_THREADS"] = absl::StrCat(options_.threads);
+  if (!options_.omp_wait_policy.empty()) {
+    spec.env["OMP_WAIT_POLICY"] = options_.omp_wait_policy;
+  }
   if (options_.device.rfind("cuda:", 0) == 0) {
     spec.env["CUDA_VISIBLE_DEVICES"] = options_.device.substr(5);
   }

@@ -26,6 +26,9 @@ struct JobRunnerOptions {
   std::string work_dir;        // jobs run in <work_dir>/<run id>/
   int64_t threads = 2;         // per job
   std::string device = "cpu";  // cpu | cuda | cuda:N
+  // OMP_WAIT_POLICY for the child (cpu_budget.h); empty: not set, so the
+  // child inherits the worker's environment.
+  std::string omp_wait_policy;
   // A child that writes no metrics for this long is killed as hung; before
   // its first metrics line (loading the model, tokenising) it may take
   // `startup_timeout` instead.

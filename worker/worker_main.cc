@@ -13,6 +13,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <list>
 #include <memory>
 #include <string>
@@ -35,6 +36,7 @@
 #include "base/status_macros.h"
 #include "worker/artifact_transfer.h"
 #include "worker/coordinator_channel.h"
+#include "worker/cpu_budget.h"
 #include "worker/job_runner.h"
 
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:7070", "lorad's gRPC address");
@@ -272,6 +274,23 @@ int Serve(const char* argv0) {
   job_options.work_dir = absl::GetFlag(FLAGS_work_dir);
   job_options.threads = absl::GetFlag(FLAGS_threads_per_job);
   job_options.device = device;
+  // Jobs whose threads outnumber the cores get sleeping OpenMP waits
+  // (cpu_budget.h), unless the operator chose a policy for the worker.
+  const int64_t cores = std::thread::hardware_concurrency();
+  if (Oversubscribed(absl::GetFlag(FLAGS_max_jobs), job_options.threads,
+                     cores)) {
+    const char* chosen = std::getenv("OMP_WAIT_POLICY");
+    if (chosen == nullptr) {
+      job_options.omp_wait_policy = ChildOmpWaitPolicy(
+          absl::GetFlag(FLAGS_max_jobs), job_options.threads, cores);
+    }
+    spdlog::warn(
+        "--max_jobs={} x --threads_per_job={} threads for {} cores: jobs "
+        "will slow each other down; their children run with "
+        "OMP_WAIT_POLICY={}",
+        absl::GetFlag(FLAGS_max_jobs), job_options.threads, cores,
+        chosen != nullptr ? chosen : job_options.omp_wait_policy);
+  }
   job_options.hang_timeout = absl::GetFlag(FLAGS_hang_timeout);
   job_options.startup_timeout = absl::GetFlag(FLAGS_startup_timeout);
   job_options.stop_grace = absl::GetFlag(FLAGS_stop_grace);

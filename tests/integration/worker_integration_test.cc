@@ -30,6 +30,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -55,6 +56,7 @@ extern char** environ;
 namespace lora::integration {
 namespace {
 
+using ::testing::Contains;
 using ::testing::HasSubstr;
 
 // Steps of the runs that are killed or frozen: long enough that a child
@@ -247,6 +249,12 @@ absl::StatusOr<int64_t> StepInCheckpoint(const std::string& safetensors) {
   return state["step"].get<int64_t>();
 }
 
+// A process's environment as one "NAME=value" string per entry.
+std::vector<std::string> ProcessEnvironment(pid_t pid) {
+  const std::string text = ReadAll(absl::StrCat("/proc/", pid, "/environ"));
+  return absl::StrSplit(text, '\0', absl::SkipEmpty());
+}
+
 struct FrozenChild {
   TrainChild child;
   TrainProgress progress;  // where it stopped
@@ -332,6 +340,7 @@ struct WorkerOptions {
   std::string coordinator;  // host:port
   std::string stop_grace = "2s";
   std::string hang_timeout = "120s";
+  int threads_per_job = 1;
 };
 
 class WorkerProcess {
@@ -348,7 +357,7 @@ class WorkerProcess {
         "--coordinator=" + options.coordinator,
         "--name=" + options.name,
         "--max_jobs=1",
-        "--threads_per_job=1",
+        absl::StrCat("--threads_per_job=", options.threads_per_job),
         "--work_dir=" + worker->work_dir_,
         "--cache_dir=" + options.dir + "/cache",
         "--http=",
@@ -597,15 +606,17 @@ class WorkerIntegrationTest : public ::testing::Test {
     sweeps_ = lorad_->SweepStub();
   }
 
-  // Workers "worker-a" and "worker-b", each with its own folders; waits
-  // until lorad lists both as up and records their ids.
-  void StartWorkers(const std::string& hang_timeout = "120s") {
+  // Workers "worker-a" and "worker-b", each with its own folders and
+  // --max_jobs=1; waits until lorad lists both as up and records their ids.
+  void StartWorkers(const std::string& hang_timeout = "120s",
+                    int threads_per_job = 1) {
     for (const std::string name : {"worker-a", "worker-b"}) {
       WorkerOptions options;
       options.name = name;
       options.dir = dir_ + "/" + name;
       options.coordinator = lorad_->grpc_address();
       options.hang_timeout = hang_timeout;
+      options.threads_per_job = threads_per_job;
       absl::StatusOr<std::unique_ptr<WorkerProcess>> worker =
           WorkerProcess::Start(options);
       ASSERT_TRUE(worker.ok()) << worker.status();
@@ -1169,6 +1180,54 @@ TEST_F(WorkerIntegrationTest, HungChildIsKilledAndReportedAsHung) {
       << WaitForSweep(sweep_id, v1::SWEEP_STATE_FAILED);
   EXPECT_TRUE(worker("worker-a")->Alive());
   EXPECT_TRUE(worker("worker-b")->Alive());
+}
+
+TEST_F(WorkerIntegrationTest, ChildrenSleepWhileWaitingOnlyWhenCoresAreShort) {
+  // Without a policy of the worker's own: OpenMP's spinning default, which
+  // is what a job with cores to itself wants.
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) {
+    GTEST_SKIP() << "OMP_WAIT_POLICY is set for the test itself";
+  }
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  if (cores < 1) GTEST_SKIP() << "core count unknown";
+  ASSERT_NO_FATAL_FAILURE(StartLorad("3s"));
+  // One job of cores + 1 threads per worker: more threads than cores.
+  ASSERT_NO_FATAL_FAILURE(StartWorkers("120s", cores + 1));
+  const std::string sweep_id = Submit("worker-it-omp", kLongRunSteps, 1);
+  std::vector<TrainChild> children;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        children = TrainChildren(worker("worker-a")->work_dir());
+        return !children.empty();
+      },
+      absl::Seconds(60), absl::Milliseconds(20)));
+  const std::vector<std::string> environment =
+      ProcessEnvironment(children[0].pid);
+  EXPECT_THAT(environment, Contains("OMP_WAIT_POLICY=PASSIVE"));
+  EXPECT_THAT(environment,
+              Contains(absl::StrCat("OMP_NUM_THREADS=", cores + 1)));
+}
+
+TEST_F(WorkerIntegrationTest, ChildrenKeepOpenMpDefaultWhenJobsFitTheCores) {
+  if (std::getenv("OMP_WAIT_POLICY") != nullptr) {
+    GTEST_SKIP() << "OMP_WAIT_POLICY is set for the test itself";
+  }
+  ASSERT_NO_FATAL_FAILURE(StartLorad("3s"));
+  ASSERT_NO_FATAL_FAILURE(StartWorkers());  // one 1-thread job each
+  const std::string sweep_id = Submit("worker-it-omp-fit", kShortRunSteps, 1);
+  std::vector<TrainChild> children;
+  ASSERT_TRUE(WaitUntil(
+      [&] {
+        children = TrainChildren(worker("worker-a")->work_dir());
+        return !children.empty();
+      },
+      absl::Seconds(60), absl::Milliseconds(20)));
+  const std::vector<std::string> environment =
+      ProcessEnvironment(children[0].pid);
+  EXPECT_THAT(environment, Contains("OMP_NUM_THREADS=1"));
+  for (const std::string& entry : environment) {
+    EXPECT_FALSE(absl::StartsWith(entry, "OMP_WAIT_POLICY=")) << entry;
+  }
 }
 
 }  // namespace
