@@ -49,8 +49,16 @@ def main():
     data = json.load(open(sys.argv[1]))
     events = data["traceEvents"] if isinstance(data, dict) else data
     top_n = int(sys.argv[2]) if len(sys.argv) > 2 else 15
-    totals, counts, top_level = self_times(events)
     complete = [e for e in events if e.get("ph") == "X" and "dur" in e]
+    if not complete:
+        sys.exit(f"{sys.argv[1]}: no complete operator events")
+    threads = {e.get("tid") for e in complete}
+    if len(threads) > 1:
+        # Shares of one wall-time span are only meaningful for one thread
+        # (LibTorch runs a CPU step's forward and backward on the caller's).
+        sys.exit(f"{sys.argv[1]}: operator events from {len(threads)} threads; "
+                 "this report reads single-thread traces")
+    totals, counts, top_level = self_times(complete)
     span = (max(float(e["ts"]) + float(e["dur"]) for e in complete)
             - min(float(e["ts"]) for e in complete))
     gemm = sum(t for name, t in totals.items() if name in GEMM_OPS)

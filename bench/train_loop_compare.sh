@@ -3,8 +3,8 @@
 # same run written as a plain PyTorch eager loop (bench/train_loop_python.py),
 # side by side: every repetition runs both back to back, alternating which
 # goes first, on the same tokenised data (lora-train's dataset cache, which
-# the Python loop reads), same model, batches, schedule, per-epoch
-# evaluation and per-epoch checkpoints. Each process is timed from outside,
+# the Python loop reads), the same model and schedule, batched the same way
+# (the shuffles differ), with evaluation and a checkpoint every epoch. Each process is timed from outside,
 # start to exit; both also report the seconds spent in training steps,
 # evaluation and checkpoint writes (lora-train in results.json's
 # time_breakdown). bench/train_loop_report.py writes the table.
@@ -15,7 +15,7 @@
 # bf16 autocast, 2 threads.
 #
 # Usage: [MODEL=...] [EPOCHS=...] [LORA_TRAIN=...] bench/train_loop_compare.sh [OUT_DIR] [REPETITIONS]
-#   OUT_DIR default runs/train_loop; REPETITIONS default 5 (~6 min).
+#   OUT_DIR default runs/train_loop; REPETITIONS default 5 (~4 min).
 #   MODEL (default roberta-mini; roberta-tiny for the test suite) and EPOCHS
 #   (default 4) change the run.
 set -euo pipefail

@@ -28,6 +28,7 @@ PROCESS_START = time.perf_counter()
 
 import argparse
 import json
+import math
 import os
 import random
 import struct
@@ -125,9 +126,10 @@ def main():
     lengths = [len(ids) for ids, _ in train]
     steps_per_epoch = (len(train) + args.batch - 1) // args.batch
     total_steps = steps_per_epoch * args.epochs
-    warmup = max(1, int(args.warmup_ratio * total_steps + 0.999999))
+    # lora_core/optimization.cc's LinearWarmupDecayFactor.
+    warmup = math.ceil(args.warmup_ratio * total_steps)
     schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda s: s / warmup if s < warmup
+        optimizer, lambda s: s / max(1, warmup) if s < warmup
         else max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
     autocast = dict(device_type="cpu", dtype=torch.bfloat16, enabled=args.amp == "bf16")
 
@@ -144,6 +146,7 @@ def main():
             loss = F.cross_entropy(logits.float(), labels)
             loss.backward()
             grad_norm = torch.nn.utils.clip_grad_norm_(parameters, 1.0)
+            lr = schedule.get_last_lr()[0]  # the rate this step uses
             optimizer.step()
             schedule.step()
             optimizer.zero_grad()
@@ -157,7 +160,7 @@ def main():
             if step % args.log_every == 0:
                 metrics.write(json.dumps({
                     "type": "step", "step": step, "epoch": epoch, "loss": loss_value,
-                    "lr": schedule.get_last_lr()[0], "grad_norm": float(grad_norm),
+                    "lr": lr, "grad_norm": float(grad_norm),
                     "tokens_per_second": batch_tokens / seconds}) + "\n")
                 metrics.flush()
 

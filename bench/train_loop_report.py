@@ -47,7 +47,8 @@ def main():
     tokens = reps[0]["cpp"]["tokens"]
     print(f"{len(reps)} repetitions; {tokens:,} training tokens per run "
           f"({reps[0]['cpp']['steps']} steps); medians.\n")
-    print("| | lora-train | PyTorch eager loop | C++ / Python |")
+    print("| | lora-train | PyTorch eager loop | C++ / Python (median of the "
+          "per-repetition ratios) |")
     print("|---|---|---|---|")
     c, p = table["cpp"], table["python"]
     print(f"| process wall time (s) | {c['wall']:.1f} | {p['wall']:.1f} | |")

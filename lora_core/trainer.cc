@@ -132,6 +132,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::CreateFromExport(
 absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Build(
     const TrainConfig& config, const std::string& exported_directory,
     std::unique_ptr<GradientReducer> reducer) {
+  const auto build_start = Clock::now();
   if (reducer == nullptr) reducer = std::make_unique<NoOpGradientReducer>();
   if (reducer->world_size() != config.world_size) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -252,6 +253,8 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Build(
   trainer->optimizer_ = std::make_unique<torch::optim::AdamW>(
       groups, torch::optim::AdamWOptions(c.lr));
   trainer->fingerprint_ = Fingerprint(c);
+  trainer->setup_seconds_ =
+      std::chrono::duration<double>(Clock::now() - build_start).count();
   return trainer;
 }
 
@@ -462,9 +465,9 @@ absl::StatusOr<Json> Trainer::Run() {
   const bool fp16 = c.amp == AmpMode::kFp16;
   const bool bf16 = c.amp == AmpMode::kBf16;
 
-  // Where this process's time went (since it started or resumed): the
-  // training steps, the evaluations, the checkpoint writes; the rest is
-  // loading, batching and the final export.
+  // Where this run's time went after Build (setup_seconds_): the training
+  // steps, the evaluations, the checkpoint writes; the rest is reading the
+  // checkpoint on resume, batching, metric lines and the final export.
   double step_seconds = 0.0, evaluation_seconds = 0.0, checkpoint_seconds = 0.0;
   auto seconds_since = [](Clock::time_point start) {
     return std::chrono::duration<double>(Clock::now() - start).count();
@@ -590,8 +593,7 @@ absl::StatusOr<Json> Trainer::Run() {
                           : stop_signalled.load(std::memory_order_relaxed));
       if (stop_requested || (c.checkpoint_every_steps > 0 &&
                              progress.step % c.checkpoint_every_steps == 0)) {
-        progress.train_seconds +=
-            std::chrono::duration<double>(Clock::now() - segment_start).count();
+        progress.train_seconds += seconds_since(segment_start);
         segment_start = Clock::now();
         LORA_RETURN_IF_ERROR(save());
       }
@@ -629,8 +631,7 @@ absl::StatusOr<Json> Trainer::Run() {
     progress.batch_in_epoch = 0;
     progress.epoch_loss_sum = 0.0;
     progress.epoch_steps = 0;
-    progress.train_seconds +=
-        std::chrono::duration<double>(Clock::now() - segment_start).count();
+    progress.train_seconds += seconds_since(segment_start);
     segment_start = Clock::now();
     LORA_RETURN_IF_ERROR(save());
     if (c.early_stopping_patience > 0 &&
@@ -702,14 +703,16 @@ absl::StatusOr<Json> Trainer::Run() {
     }
     LORA_RETURN_IF_ERROR(Export(results));
   }
-  results["wall_seconds"] = seconds_since(wall_start);
+  results["wall_seconds"] = setup_seconds_ + seconds_since(wall_start);
   results["time_breakdown"] = {
+      {"setup_seconds", setup_seconds_},
       {"steps_seconds", step_seconds},
       {"evaluation_seconds", evaluation_seconds},
       {"checkpoint_seconds", checkpoint_seconds},
       {"other_seconds",
-       std::max(0.0, results["wall_seconds"].get<double>() - step_seconds -
-                         evaluation_seconds - checkpoint_seconds)}};
+       std::max(0.0, results["wall_seconds"].get<double>() - setup_seconds_ -
+                         step_seconds - evaluation_seconds -
+                         checkpoint_seconds)}};
   LORA_RETURN_IF_ERROR(WriteFileAtomically(c.output_dir + "/results.json",
                                            results.dump(2) + "\n"));
   LORA_RETURN_IF_ERROR(DumpWeights());

@@ -16,10 +16,12 @@
 //                                  lora_sweep_run.yaml, for LoRA runs
 //   model/                         the full HF checkpoint, for other runs
 //   results.json                   final and best metrics, parameter counts,
-//                                  wall time and its time_breakdown (steps,
-//                                  evaluation, checkpoint and other seconds,
-//                                  this process only: a resumed run counts
-//                                  from the resume)
+//                                  wall time and its time_breakdown (setup,
+//                                  steps, evaluation, checkpoint and other
+//                                  seconds; from building the Trainer to
+//                                  the end, in this process only: a resumed
+//                                  run counts from the resume, and loading
+//                                  the program itself is not in it)
 //
 // Data parallel (config.world_size N > 1, one Trainer per rank process,
 // joined by a GradientReducer): every rank collates each global batch of
@@ -165,6 +167,9 @@ class Trainer {
   MetricsObserver observer_;
   std::unique_ptr<GradientReducer> reducer_;
   std::string weights_dump_directory_;
+  // How long Build took (model, tokenizer, data, optimizer): the first part
+  // of results.json's time_breakdown.
+  double setup_seconds_ = 0.0;
 };
 
 // Rebuilds a finished run from its exported adapter/ (or model/) folder and
