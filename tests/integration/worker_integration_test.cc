@@ -644,6 +644,24 @@ class WorkerIntegrationTest : public ::testing::Test {
     return workers_.at(name).get();
   }
 
+  // With the workers started, submits a sweep and returns the environment
+  // of worker-a's first lora-train child (empty, with a test failure, if
+  // none starts within a minute).
+  std::vector<std::string> FirstChildEnvironment(
+      const std::string& sweep_name) {
+    Submit(sweep_name, kLongRunSteps, 1);
+    std::vector<TrainChild> children;
+    const bool started = WaitUntil(
+        [&] {
+          children = TrainChildren(worker("worker-a")->work_dir());
+          return !children.empty();
+        },
+        absl::Seconds(60), absl::Milliseconds(20));
+    EXPECT_TRUE(started) << "no lora-train child started";
+    return started ? ProcessEnvironment(children[0].pid)
+                   : std::vector<std::string>();
+  }
+
   // Submits a four-run sweep; returns its id.
   std::string Submit(const std::string& name, int max_steps, int max_attempts) {
     v1::SubmitSweepResponse submitted;
@@ -1193,16 +1211,8 @@ TEST_F(WorkerIntegrationTest, ChildrenSleepWhileWaitingOnlyWhenCoresAreShort) {
   ASSERT_NO_FATAL_FAILURE(StartLorad("3s"));
   // One job of cores + 1 threads per worker: more threads than cores.
   ASSERT_NO_FATAL_FAILURE(StartWorkers("120s", cores + 1));
-  const std::string sweep_id = Submit("worker-it-omp", kLongRunSteps, 1);
-  std::vector<TrainChild> children;
-  ASSERT_TRUE(WaitUntil(
-      [&] {
-        children = TrainChildren(worker("worker-a")->work_dir());
-        return !children.empty();
-      },
-      absl::Seconds(60), absl::Milliseconds(20)));
   const std::vector<std::string> environment =
-      ProcessEnvironment(children[0].pid);
+      FirstChildEnvironment("worker-it-omp");
   EXPECT_THAT(environment, Contains("OMP_WAIT_POLICY=PASSIVE"));
   EXPECT_THAT(environment,
               Contains(absl::StrCat("OMP_NUM_THREADS=", cores + 1)));
@@ -1214,16 +1224,8 @@ TEST_F(WorkerIntegrationTest, ChildrenKeepOpenMpDefaultWhenJobsFitTheCores) {
   }
   ASSERT_NO_FATAL_FAILURE(StartLorad("3s"));
   ASSERT_NO_FATAL_FAILURE(StartWorkers());  // one 1-thread job each
-  const std::string sweep_id = Submit("worker-it-omp-fit", kShortRunSteps, 1);
-  std::vector<TrainChild> children;
-  ASSERT_TRUE(WaitUntil(
-      [&] {
-        children = TrainChildren(worker("worker-a")->work_dir());
-        return !children.empty();
-      },
-      absl::Seconds(60), absl::Milliseconds(20)));
   const std::vector<std::string> environment =
-      ProcessEnvironment(children[0].pid);
+      FirstChildEnvironment("worker-it-omp-fit");
   EXPECT_THAT(environment, Contains("OMP_NUM_THREADS=1"));
   for (const std::string& entry : environment) {
     EXPECT_FALSE(absl::StartsWith(entry, "OMP_WAIT_POLICY=")) << entry;
