@@ -15,33 +15,30 @@ GEMM_OPS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::addb
 
 
 def self_times(events):
-    """Self time per operator name: each complete event's duration minus its
-    direct children's, per thread, nesting by time."""
-    by_thread = collections.defaultdict(list)
-    for event in events:
-        if event.get("ph") == "X" and "dur" in event:
-            by_thread[event.get("tid")].append(event)
+    """Self time per operator name (each event's duration minus its direct
+    children's, nesting by time), calls per name, and the time inside
+    top-level operators, for the complete events of one thread."""
     totals = collections.Counter()
     counts = collections.Counter()
     top_level = 0.0
-    for thread_events in by_thread.values():
-        thread_events.sort(key=lambda e: (float(e["ts"]), -float(e["dur"])))
-        stack = []  # [end, name, child_time]
-        def close(entry):
-            end, name, dur, child = entry
-            totals[name] += dur - child
-            if stack:
-                stack[-1][3] += dur
-        for event in thread_events:
-            start, dur = float(event["ts"]), float(event["dur"])
-            while stack and stack[-1][0] <= start:
-                close(stack.pop())
-            if not stack:
-                top_level += dur
-            stack.append([start + dur, event["name"], dur, 0.0])
-            counts[event["name"]] += 1
-        while stack:
+    stack = []  # open operators: [end, name, duration, children's time]
+
+    def close(entry):
+        _, name, duration, children = entry
+        totals[name] += duration - children
+        if stack:
+            stack[-1][3] += duration
+
+    for event in sorted(events, key=lambda e: (float(e["ts"]), -float(e["dur"]))):
+        start, duration = float(event["ts"]), float(event["dur"])
+        while stack and stack[-1][0] <= start:
             close(stack.pop())
+        if not stack:
+            top_level += duration
+        stack.append([start + duration, event["name"], duration, 0.0])
+        counts[event["name"]] += 1
+    while stack:
+        close(stack.pop())
     return totals, counts, top_level
 
 

@@ -34,6 +34,10 @@ namespace {
 using Json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
+double SecondsSince(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
 // Shuffle seed of the max_train_examples subset (fixed: every run of a
 // study trains on the same examples).
 constexpr uint64_t kTrainSubsetSeed = 0x5EED5EEDULL;
@@ -253,8 +257,7 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Build(
   trainer->optimizer_ = std::make_unique<torch::optim::AdamW>(
       groups, torch::optim::AdamWOptions(c.lr));
   trainer->fingerprint_ = Fingerprint(c);
-  trainer->setup_seconds_ =
-      std::chrono::duration<double>(Clock::now() - build_start).count();
+  trainer->setup_seconds_ = SecondsSince(build_start);
   return trainer;
 }
 
@@ -469,9 +472,6 @@ absl::StatusOr<Json> Trainer::Run() {
   // steps, the evaluations, the checkpoint writes; the rest is reading the
   // checkpoint on resume, batching, metric lines and the final export.
   double step_seconds = 0.0, evaluation_seconds = 0.0, checkpoint_seconds = 0.0;
-  auto seconds_since = [](Clock::time_point start) {
-    return std::chrono::duration<double>(Clock::now() - start).count();
-  };
 
   auto save = [&]() -> absl::Status {
     if (!lead) return absl::OkStatus();
@@ -479,7 +479,7 @@ absl::StatusOr<Json> Trainer::Run() {
     progress.scaler = scaler_.state();
     LORA_RETURN_IF_ERROR(
         SaveTrainingCheckpoint(checkpoint, *model_, *optimizer_, progress));
-    checkpoint_seconds += seconds_since(save_start);
+    checkpoint_seconds += SecondsSince(save_start);
     Record(Json{{"type", "checkpoint"},
                 {"step", progress.step},
                 {"epoch", progress.epoch + 1}});
@@ -569,7 +569,7 @@ absl::StatusOr<Json> Trainer::Run() {
       progress.tokens_seen += step_tokens;
       progress.epoch_loss_sum += step_loss;
       ++progress.epoch_steps;
-      const double seconds = seconds_since(step_start);
+      const double seconds = SecondsSince(step_start);
       step_seconds += seconds;
       if (progress.step % c.log_every_steps == 0 ||
           b == static_cast<int64_t>(batches.size()) ||
@@ -593,7 +593,7 @@ absl::StatusOr<Json> Trainer::Run() {
                           : stop_signalled.load(std::memory_order_relaxed));
       if (stop_requested || (c.checkpoint_every_steps > 0 &&
                              progress.step % c.checkpoint_every_steps == 0)) {
-        progress.train_seconds += seconds_since(segment_start);
+        progress.train_seconds += SecondsSince(segment_start);
         segment_start = Clock::now();
         LORA_RETURN_IF_ERROR(save());
       }
@@ -607,7 +607,7 @@ absl::StatusOr<Json> Trainer::Run() {
     // End of epoch: evaluate, track the best epoch, checkpoint.
     const auto evaluation_start = Clock::now();
     LORA_ASSIGN_OR_RETURN(last_metrics, Evaluate());
-    evaluation_seconds += seconds_since(evaluation_start);
+    evaluation_seconds += SecondsSince(evaluation_start);
     const double value = last_metrics.count(c.metric_name)
                              ? last_metrics[c.metric_name]
                              : last_metrics["val_loss"];
@@ -631,7 +631,7 @@ absl::StatusOr<Json> Trainer::Run() {
     progress.batch_in_epoch = 0;
     progress.epoch_loss_sum = 0.0;
     progress.epoch_steps = 0;
-    progress.train_seconds += seconds_since(segment_start);
+    progress.train_seconds += SecondsSince(segment_start);
     segment_start = Clock::now();
     LORA_RETURN_IF_ERROR(save());
     if (c.early_stopping_patience > 0 &&
@@ -696,14 +696,14 @@ absl::StatusOr<Json> Trainer::Run() {
     if (c.task == DataTask::kE2e) {
       const auto generation_start = Clock::now();
       const double bleu = EvaluateBleu();
-      evaluation_seconds += seconds_since(generation_start);
+      evaluation_seconds += SecondsSince(generation_start);
       results["final_metrics"]["val_bleu"] = bleu;
       Record(Json{
           {"type", "generation"}, {"step", progress.step}, {"val_bleu", bleu}});
     }
     LORA_RETURN_IF_ERROR(Export(results));
   }
-  results["wall_seconds"] = setup_seconds_ + seconds_since(wall_start);
+  results["wall_seconds"] = setup_seconds_ + SecondsSince(wall_start);
   results["time_breakdown"] = {
       {"setup_seconds", setup_seconds_},
       {"steps_seconds", step_seconds},

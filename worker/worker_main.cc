@@ -277,19 +277,18 @@ int Serve(const char* argv0) {
   // Jobs whose threads outnumber the cores get sleeping OpenMP waits
   // (cpu_budget.h), unless the operator chose a policy for the worker.
   const int64_t cores = std::thread::hardware_concurrency();
-  if (Oversubscribed(absl::GetFlag(FLAGS_max_jobs), job_options.threads,
-                     cores)) {
+  const int32_t max_jobs = absl::GetFlag(FLAGS_max_jobs);
+  const std::string policy =
+      ChildOmpWaitPolicy(max_jobs, job_options.threads, cores);
+  if (!policy.empty()) {
     const char* chosen = std::getenv("OMP_WAIT_POLICY");
-    if (chosen == nullptr) {
-      job_options.omp_wait_policy = ChildOmpWaitPolicy(
-          absl::GetFlag(FLAGS_max_jobs), job_options.threads, cores);
-    }
+    if (chosen == nullptr) job_options.omp_wait_policy = policy;
     spdlog::warn(
         "--max_jobs={} x --threads_per_job={} threads for {} cores: jobs "
         "will slow each other down; their children run with "
         "OMP_WAIT_POLICY={}",
-        absl::GetFlag(FLAGS_max_jobs), job_options.threads, cores,
-        chosen != nullptr ? chosen : job_options.omp_wait_policy);
+        max_jobs, job_options.threads, cores,
+        chosen != nullptr ? chosen : policy);
   }
   job_options.hang_timeout = absl::GetFlag(FLAGS_hang_timeout);
   job_options.startup_timeout = absl::GetFlag(FLAGS_startup_timeout);
@@ -365,8 +364,7 @@ int Serve(const char* argv0) {
     }
   });
 
-  // Lease jobs while there is room, until SIGTERM.
-  const int max_jobs = absl::GetFlag(FLAGS_max_jobs);
+  // Lease jobs while there is room (max_jobs, above), until SIGTERM.
   while (terms.load() == 0) {
     int running = 0;
     {
